@@ -1,0 +1,1 @@
+"""The event contract: Avro schemas (avro/*.avsc), their Python mirrors and the codec."""

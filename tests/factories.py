@@ -1,0 +1,62 @@
+"""Example events for tests: one payload of every type, and envelopes around them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from schemas.events import (
+    PAYLOAD_TYPES, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested,
+    BudgetExceeded, Event, ModelCall, ObservationCaptured, PlanGenerated, PlanRejected, PlanStep,
+    Record, ResponseDrafted, ResponseFinalized, ResponseRequested, RunCancelled, RunCompleted,
+    RunFailed, RunMetrics, RunRequested, RunStarted, ToolApproved, ToolExecuted, ToolProposed,
+    ToolRejected,
+)
+
+T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=timezone.utc)
+CALL = ModelCall(provider="scripted", model="scripted-v1", prompt_version="scripted/1",
+                 input_tokens=12, output_tokens=80, latency_ms=3, cost_usd=0.0)
+METRICS = RunMetrics(tool_calls=1, tickets_created=0, emails_sent=0, cost_usd=0.0015)
+OBS = ObservationCaptured(step_id="s1", tool="search_docs", status="ok", summary="refunds: 30 days")
+
+
+def one_of_each() -> list[Record]:
+    """A payload of every event type, with nested records, optionals set and unset."""
+    payloads: list[Record] = [
+        RunRequested(text="what is our refund policy?", idempotency_key="k1"),
+        RunStarted(text="what is our refund policy?", route="support", idempotency_key="k1",
+                   requested_by="ana"),
+        PlanGenerated(max_steps=3, budget_usd=0.5, steps=[PlanStep(
+            id="s1", objective="find the policy", tool="search_docs",
+            input_json='{"query": "refund"}', success_criteria="a passage is found")],
+            stop_conditions=["all steps done"], plan_json="{}", model_call=CALL),
+        PlanRejected(errors=["steps: too short"], raw_output="{}", model_call=CALL),
+        ToolProposed(step_id="s1", tool="search_docs", input_json="{}", objective="find it",
+                     route="support", idempotency_key="r/s1", run_metrics=METRICS),
+        ToolApproved(step_id="s1", tool="search_docs", input_json="{}", idempotency_key="r/s1",
+                     reason="default allow", policy_version="sha256:abc"),
+        ToolRejected(step_id="s1", tool="query_sql", rule="deny_destructive_sql", reason="drop",
+                     policy_version="sha256:abc"),
+        ApprovalRequested(step_id="s1", tool="send_email", input_json="{}", rule="r", reason="x",
+                          policy_version="v", expires_at=T0 + timedelta(days=1)),
+        ApprovalGranted(step_id="s1", approver="ana", reason="ok"),
+        ApprovalDenied(step_id="s1", approver="ana"),
+        ApprovalExpired(step_id="s1"),
+        ToolExecuted(step_id="s1", tool="search_docs", status="ok", output_json='{"hits": []}',
+                     duration_ms=40, cost_usd=0.0005),
+        OBS,
+        ResponseRequested(request_text="refunds?", observations=[OBS]),
+        ResponseDrafted(text="30 days.", model_call=CALL),
+        ResponseFinalized(text="30 days."),
+        BudgetExceeded(limit="budget_usd", limit_value=0.5, spent=0.6, reason="over"),
+        RunCancelled(reason="user asked", requested_by="ana"),
+        RunFailed(stage="planning", reason="plan rejected"),
+        RunCompleted(outcome="succeeded", tool_calls=1, cost_usd=0.0005, duration_ms=1234),
+    ]
+    assert {type(p).__name__ for p in payloads} == set(PAYLOAD_TYPES), "a type has no example"
+    return payloads
+
+
+def envelope(payload: Record, *, run_id: str = "run-0001", seq: int = 1, causation_id: str | None = None,
+             actor: str = "orchestrator", at: datetime = T0, event_id: str | None = None) -> Event:
+    return Event.of(payload, run_id=run_id, seq=seq, event_id=event_id or f"{run_id}/{seq}",
+                    causation_id=causation_id, tenant_id="acme", event_time=at, actor=actor)
