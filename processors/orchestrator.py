@@ -1,0 +1,195 @@
+"""The orchestrator's decisions: which events an inbox record appends to its run.
+
+`handle(state, record, now=…)` is pure. The service in `streams/` feeds it inbox records,
+appends what it returns in one Kafka transaction, and keeps the returned state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from processors.observations import summarize
+from processors.state import REQUEST_ANSWERS, RunState, Status, evolve
+from schemas.events import (
+    ApprovalRequested, BudgetExceeded, Event, ObservationCaptured, Record, ResponseDrafted,
+    ResponseFinalized, ResponseRequested, RunCancelled, RunCompleted, RunFailed, RunRequested,
+    RunStarted, ToolApproved, ToolExecuted, ToolProposed, ToolRejected,
+)
+
+__all__ = ["Outcome", "OrchestratorConfig", "handle", "event_id_for", "ACTOR"]
+
+ACTOR = "orchestrator"
+_ID_NAMESPACE = uuid.UUID("6f1c1f1e-4a8b-4e0e-9a57-2a6b8f0c9d10")
+
+FALLBACK_ANSWER = (
+    "I could not make a safe plan for this request, so no tool was run. "
+    "Please rephrase it or ask a person for help. ({reason})"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrchestratorConfig:
+    tool_costs: Mapping[str, float] = field(default_factory=dict)
+    """Estimated cost per call of each tool, checked against the run's budget before a call."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one inbox record did to its run."""
+
+    events: tuple[Event, ...]
+    state: RunState | None
+    dropped: str | None = None
+    """Why the record appended nothing (a duplicate, a late result), for the logs."""
+    invalid: bool = False
+    """True when the record cannot apply to any run: it belongs on the dead-letter topic."""
+
+
+def event_id_for(run_id: str, seq: int) -> str:
+    """Event ids follow from (run, seq), so deciding again yields the same ids."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{run_id}/{seq}"))
+
+
+_Draft = tuple[Record, str, "str | None"]  # payload, actor, causation_id
+
+
+def handle(state: RunState | None, record: Event, *, now: datetime,
+           config: OrchestratorConfig = OrchestratorConfig()) -> Outcome:
+    """Apply one inbox record: accept it (or drop it), then append every follow-up."""
+    drafts, reason, invalid = _accept(state, record)
+    if not drafts:
+        return Outcome((), state, dropped=reason, invalid=invalid)
+    appended: list[Event] = []
+    for draft in drafts:
+        state = _append(state, draft, record, now, appended)
+    while state is not None and (draft := _follow_up(state, config)) is not None:
+        state = _append(state, draft, record, now, appended)
+    return Outcome(tuple(appended), state)
+
+
+def _append(state: RunState | None, draft: _Draft, record: Event, now: datetime,
+            appended: list[Event]) -> RunState:
+    payload, actor, causation = draft
+    seq = (state.seq if state else 0) + 1
+    event = Event.of(
+        payload, run_id=record.run_id, seq=seq, event_id=event_id_for(record.run_id, seq),
+        causation_id=causation, tenant_id=state.tenant_id if state else record.tenant_id,
+        event_time=now, actor=actor,
+    )
+    appended.append(event)
+    return evolve(state, event)
+
+
+def _accept(state: RunState | None, record: Event) -> tuple[list[_Draft], str | None, bool]:
+    kind, p = record.event_type, record.payload
+    if isinstance(p, RunRequested):
+        if state is not None:
+            return [], f"run {record.run_id} already exists (same idempotency key)", False
+        started = RunStarted(text=p.text, route=p.route, idempotency_key=p.idempotency_key,
+                             requested_by=p.requested_by)
+        return [(started, ACTOR, record.event_id)], None, False
+    if state is None:
+        return [], f"{kind} for unknown run {record.run_id}", True
+    if state.terminal:
+        return [], f"{kind} after the run ended ({state.status})", False
+    if isinstance(p, RunCancelled):
+        return [(p, record.actor, record.event_id)], None, False
+    if kind in ("ApprovalGranted", "ApprovalDenied", "ApprovalExpired"):
+        parked = state.parked
+        if (state.status != Status.AWAITING_APPROVAL or parked is None
+                or parked.step_id != getattr(p, "step_id", None)):
+            return [], f"{kind} for step {getattr(p, 'step_id', '?')} but nothing waits there", False
+        return [(p, record.actor, state.parked_event_id)], None, False
+    request = state.open_requests.get(record.causation_id or "")
+    if request is None:
+        return [], f"{kind} answers {record.causation_id}, which is not an open request", False
+    if kind not in REQUEST_ANSWERS[request]:
+        return [], f"{kind} cannot answer a {request}", True
+    return [(p, record.actor, record.causation_id)], None, False
+
+
+def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
+    """The orchestrator's own next event after the run's last one, if any."""
+    last = state.last
+    if last is None or state.terminal:
+        return None
+    p, cause = last.payload, last.event_id
+    kind = last.event_type
+    if kind in ("PlanGenerated", "ObservationCaptured"):
+        return _next_step(state, config, cause)
+    if kind == "PlanRejected":
+        return ResponseFinalized(text=FALLBACK_ANSWER.format(reason=state.failure)), ACTOR, cause
+    if kind == "ToolRejected":
+        assert isinstance(p, ToolRejected)
+        return ObservationCaptured(step_id=p.step_id, tool=p.tool, status="denied",
+                                   summary=p.reason), ACTOR, cause
+    if kind == "ToolExecuted":
+        assert isinstance(p, ToolExecuted)
+        return ObservationCaptured(step_id=p.step_id, tool=p.tool, status=p.status,
+                                   summary=summarize(p)), ACTOR, cause
+    if kind == "ApprovalGranted":
+        parked = _parked_request(state)
+        return ToolApproved(
+            step_id=parked.step_id, tool=parked.tool, input_json=parked.input_json,
+            idempotency_key=f"{state.run_id}/{parked.step_id}", rule=parked.rule,
+            reason=f"approved by {p.approver}: {p.reason}".rstrip(": "),  # type: ignore[union-attr]
+            policy_version=parked.policy_version, approved_by=p.approver,  # type: ignore[union-attr]
+        ), ACTOR, cause
+    if kind in ("ApprovalDenied", "ApprovalExpired"):
+        parked = _parked_request(state)
+        who = getattr(p, "approver", None)
+        reason = f"rejected by {who}: {p.reason}" if who else "approval expired"  # type: ignore[union-attr]
+        return ToolRejected(step_id=parked.step_id, tool=parked.tool, rule=parked.rule,
+                            reason=reason.rstrip(": "), policy_version=parked.policy_version,
+                            rejected_by=who), ACTOR, cause
+    if kind == "BudgetExceeded":
+        return _request_response(state, cause)
+    if kind == "ResponseDrafted":
+        assert isinstance(p, ResponseDrafted)
+        return ResponseFinalized(text=p.text, model_call=None), ACTOR, cause
+    if kind == "ResponseFinalized":
+        duration = int((last.event_time - state.started_at).total_seconds() * 1000)
+        if state.failure is not None:
+            return RunFailed(stage="planning", reason=state.failure), ACTOR, cause
+        return RunCompleted(outcome=_outcome(state), tool_calls=state.metrics.tool_calls,
+                            cost_usd=state.metrics.cost_usd, duration_ms=duration), ACTOR, cause
+    return None
+
+
+def _parked_request(state: RunState) -> ApprovalRequested:
+    assert state.parked is not None, "an approval decision follows a parked call"
+    return state.parked
+
+
+def _next_step(state: RunState, config: OrchestratorConfig, cause: str) -> _Draft:
+    if state.step_index >= len(state.steps):
+        return _request_response(state, cause)
+    step = state.steps[state.step_index]
+    cost = config.tool_costs.get(step.tool, 0.0)
+    if state.metrics.cost_usd + cost > state.budget_usd:
+        return BudgetExceeded(
+            limit="budget_usd", limit_value=state.budget_usd, spent=state.metrics.cost_usd,
+            reason=f"step {step.id} ({step.tool}, ~${cost:.4f}) would exceed the run's budget",
+        ), ACTOR, cause
+    return ToolProposed(
+        step_id=step.id, tool=step.tool, input_json=step.input_json, objective=step.objective,
+        route=state.route, idempotency_key=f"{state.run_id}/{step.id}",
+        run_metrics=state.metrics,
+    ), ACTOR, cause
+
+
+def _request_response(state: RunState, cause: str) -> _Draft:
+    return ResponseRequested(request_text=state.text,
+                             observations=list(state.observations)), ACTOR, cause
+
+
+def _outcome(state: RunState) -> str:
+    statuses = [o.status for o in state.observations]
+    if statuses and all(s == "ok" for s in statuses) and len(statuses) == len(state.steps):
+        return "succeeded"
+    if any(s == "ok" for s in statuses):
+        return "partial"
+    return "refused"
