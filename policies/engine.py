@@ -1,0 +1,483 @@
+"""Policy-as-code: YAML rules that allow, deny or park a proposed tool call.
+
+A policy is loaded once, validated strictly (a typo must fail the load, not silently never
+match) and identified by a hash of its bytes, which every decision carries so replay can tell
+which rules decided. Evaluation is pure: the call, the run's counters and the caller's tenant
+and route are all it sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import getaddresses
+from functools import lru_cache
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast, get_args
+
+import sqlglot
+import yaml
+from sqlglot import exp
+
+__all__ = [
+    "METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule", "ToolCatalog",
+    "ToolContract", "load_policy", "parse_policy",
+]
+
+Action = Literal["allow", "deny", "require_human_approval"]
+_RANK: dict[str, int] = {"allow": 0, "require_human_approval": 1, "deny": 2}
+METRICS = ("tickets_created", "emails_sent", "tool_calls", "cost_usd")
+# The counter each tool bumps when it runs; mirrors how the orchestrator folds RunMetrics.
+_COUNTED_BY_TOOL = {"create_ticket": "tickets_created", "send_email": "emails_sent"}
+_COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    "gt": (operator.gt, ">"), "gte": (operator.ge, ">="), "lt": (operator.lt, "<"),
+    "lte": (operator.le, "<="), "eq": (operator.eq, "=="),
+}
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_READ_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
+_WRITE_NODES = (exp.DML, exp.DDL, exp.Command)
+
+Verdict = tuple[bool | None, str]
+"""(matched, what matched); None means the condition could not be checked."""
+InputTest = Callable[[Mapping[str, Any]], Verdict]
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be loaded; the message names the file, the rule and why."""
+
+
+class ToolContract(Protocol):
+    """What the engine needs of a registered tool (processors' ToolSpec fits)."""
+
+    @property
+    def cost_usd(self) -> float: ...
+
+    def input_errors(self, value: object) -> list[str]: ...
+
+
+class ToolCatalog(Protocol):
+    """What the engine needs of a tool registry (processors' ToolRegistry fits)."""
+
+    def get(self, name: str) -> ToolContract | None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The guard's answer to one proposed call."""
+
+    action: Action
+    """What happens to the call."""
+    rule: str | None
+    """The deciding rule; None for the default and for fail-closed denials."""
+    reason: str
+    """Why, in words a reviewer reads: the rule and what matched."""
+    policy_version: str
+    """Content hash of the policy that decided."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    tool: str
+    input: Mapping[str, Any]
+    metrics: Mapping[str, float | None]
+    tenant: str
+    route: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """One validated rule of a policy."""
+
+    name: str
+    """Unique name, quoted in every decision it makes."""
+    action: Action
+    """What a match asks for."""
+    tools: frozenset[str] | None = None
+    """Tool names the rule is about; None for every tool."""
+    tenants: frozenset[str] | None = None
+    """Tenants the rule is about; None for every tenant."""
+    routes: frozenset[str] | None = None
+    """Routes the rule is about; None for every route."""
+    conditions: tuple[tuple[str, Callable[[_Call], Verdict]], ...] = ()
+    """Input and run-metric tests, by operator name; all must match."""
+
+    def match(self, call: _Call) -> str | None:
+        """What matched, or None when the rule does not apply to `call`."""
+        scope = [(self.tools, call.tool, "tool"), (self.tenants, call.tenant, "tenant"),
+                 (self.routes, call.route, "route")]
+        if any(allowed is not None and value not in allowed for allowed, value, _ in scope):
+            return None
+        found: list[str] = []
+        for op, test in self.conditions:
+            try:
+                verdict, what = test(call)
+            except Exception as exc:  # noqa: BLE001 - a guard that crashes must not let the call through
+                verdict, what = None, f"{op} failed ({exc})"
+            if verdict is False:
+                return None
+            if verdict is None:
+                # Unknown counts against the call: it makes deny rules apply, never allow rules.
+                if self.action == "allow":
+                    return None
+                what = f"{what}, so the rule applies"
+            found.append(what)
+        return "; ".join(found) or ", ".join(
+            f"{kind} is {value}" for allowed, value, kind in scope if allowed is not None
+        ) or "the rule matches every call"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """A loaded, validated policy."""
+
+    version: str
+    """`sha256:` and the first 16 hex digits of the file's hash."""
+    rules: tuple[Rule, ...]
+    """Rules in file order."""
+    default: Action = "allow"
+    """The action when no rule matches."""
+    source: str = "<string>"
+    """Where the policy came from, for messages."""
+    registry: ToolCatalog | None = None
+    """Tools calls must belong to; with it, unknown tools and bad inputs are denied."""
+
+    def evaluate(
+        self,
+        *,
+        tool: str,
+        input: Mapping[str, Any],
+        run_metrics: Mapping[str, float],
+        tenant_id: str = "",
+        route: str = "",
+        registry: ToolCatalog | None = None,
+    ) -> Decision:
+        """Decide one proposed call.
+
+        `run_metrics` are the run's counters before this call; rules compare them as they would
+        stand after it (one more tool call, ticket or e-mail, plus the tool's registered cost).
+        """
+        catalog = registry if registry is not None else self.registry
+        if not isinstance(input, Mapping):
+            return self._deny(f"input of {tool} is not an object")
+        spec = catalog.get(tool) if catalog is not None else None
+        if catalog is not None:
+            if spec is None:
+                return self._deny(f"tool {tool!r} is not registered; unknown tools are denied")
+            problems = spec.input_errors(dict(input))
+            if problems:
+                return self._deny(f"input does not fit {tool}'s schema: {'; '.join(problems)}")
+        call = _Call(tool, input, _after_call(run_metrics, tool, spec), tenant_id, route)
+        matches = [(r, what) for r in self.rules if (what := r.match(call)) is not None]
+        if not matches:
+            return Decision(self.default, None, f"no rule matched; the policy default is "
+                            f"{self.default}", self.version)
+        rule, what = max(matches, key=lambda m: _RANK[m[0].action])  # first of equals wins
+        reason = f"rule {rule.name}: {what}"
+        others = [r.name for r, _ in matches if r is not rule]
+        if others:
+            reason += f" (also matched: {', '.join(others)})"
+        return Decision(rule.action, rule.name, reason, self.version)
+
+    def _deny(self, reason: str) -> Decision:
+        return Decision("deny", None, reason, self.version)
+
+
+def _after_call(
+    metrics: Mapping[str, float], tool: str, spec: ToolContract | None
+) -> dict[str, float | None]:
+    # Rules read the counters as they would stand if this call ran, so
+    # `tickets_created_gt: 3` caps a run at three tickets rather than four.
+    bump = {"tool_calls": 1.0, "cost_usd": spec.cost_usd if spec is not None else 0.0}
+    if tool in _COUNTED_BY_TOOL:
+        bump[_COUNTED_BY_TOOL[tool]] = 1.0
+    out: dict[str, float | None] = {}
+    for name in METRICS:
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value) + bump.get(name, 0.0)
+        else:
+            out[name] = None
+    return out
+
+
+# ---- input operators: each takes the rule's argument, checks it, and returns the test --------
+
+
+def _sql_matches_regex(arg: object) -> InputTest:
+    pattern = _require(arg, str, "a regular expression")
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
+
+    def test(call_input: Mapping[str, Any]) -> Verdict:
+        if "sql" not in call_input:
+            return False, ""
+        sql = call_input["sql"]
+        if not isinstance(sql, str):
+            return None, "sql is not text"
+        found = rx.search(sql)
+        return (True, f"sql matches {pattern} at {found.group(0)!r}") if found else (False, "")
+
+    return test
+
+
+def _sql_writes(arg: object) -> InputTest:
+    wanted = _require(arg, bool, "true or false")
+
+    def test(call_input: Mapping[str, Any]) -> Verdict:
+        if "sql" not in call_input:
+            return False, ""
+        sql = call_input["sql"]
+        writes, why = _statement_kinds(sql) if isinstance(sql, str) else (True, "sql is not text")
+        if writes != wanted:
+            return False, ""
+        return True, f"sql writes ({why})" if writes else f"sql only reads ({why})"
+
+    return test
+
+
+@lru_cache(maxsize=1024)
+def _statement_kinds(sql: str) -> tuple[bool, str]:
+    """(writes?, why): anything the parser cannot prove to be a plain read counts as a write."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="sqlite") if s is not None]
+    except Exception:  # noqa: BLE001 - sqlglot raises more than its own errors on hostile input
+        return True, "the SQL could not be parsed"
+    if not statements:
+        return True, "no SQL statement found"
+    for s in statements:
+        if not isinstance(s, _READ_ROOTS) or any(isinstance(n, _WRITE_NODES) for n in s.walk()):
+            return True, f"a {type(s).__name__.upper()} statement"
+    return False, f"{len(statements)} SELECT statement(s)"
+
+
+def _recipient_domains(arg: object, *, every_inside: bool) -> InputTest:
+    items = _require(arg, list, "a list of domains")
+    domains = [_domain(d) if isinstance(d, str) else None for d in items]
+    if not domains or None in domains:
+        raise ValueError(f"expects a non-empty list of domain names, got {arg!r}")
+    allowed = frozenset(cast(list[str], domains))
+    shown = ", ".join(sorted(allowed))
+
+    def test(call_input: Mapping[str, Any]) -> Verdict:
+        found = _recipients(call_input)
+        if found is None:
+            return False, ""
+        outside = [addr for addr, domain in found if domain not in allowed]
+        if every_inside:
+            listed = ", ".join(addr for addr, _ in found)
+            return (False, "") if outside else (True, f"every recipient is in {shown}: {listed}")
+        if not outside:
+            return False, ""
+        return True, f"recipient outside {shown}: {', '.join(outside)}"
+
+    return test
+
+
+def _recipients(call_input: Mapping[str, Any]) -> list[tuple[str, str | None]] | None:
+    """Every (address, domain) of to/cc/bcc; domain None when it cannot be trusted."""
+    fields = [call_input[k] for k in ("to", "cc", "bcc") if k in call_input]
+    if not fields:
+        return None
+    found: list[tuple[str, str | None]] = []
+    for value in fields:
+        for item in value if isinstance(value, list) else [value]:
+            text = item.strip().strip(",").strip() if isinstance(item, str) else ""
+            parsed = getaddresses([text]) if text else []
+            if not parsed:
+                found.append((f"unparseable {item!r}", None))
+            for _, addr in parsed:
+                local, at, domain = addr.rpartition("@")
+                ok = bool(at and local) and not set(local) & set("<>[]")
+                found.append((addr or f"unparseable {item!r}", _domain(domain) if ok else None))
+    return found or [("no recipient", None)]
+
+
+def _domain(text: str) -> str | None:
+    try:
+        domain = text.strip().rstrip(".").lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return domain if _HOSTNAME.fullmatch(domain) else None
+
+
+def _field_equals(arg: object) -> InputTest:
+    expected = _require(arg, dict, "a mapping of field to value")
+    if not expected or not all(isinstance(k, str) for k in expected):
+        raise ValueError("expects a non-empty mapping of field names to values")
+
+    def test(call_input: Mapping[str, Any]) -> Verdict:
+        same = all(k in call_input and _same(call_input[k], v) for k, v in expected.items())
+        shown = ", ".join(f"{k} == {v!r}" for k, v in expected.items())
+        return (True, f"input has {shown}") if same else (False, "")
+
+    return test
+
+
+def _same(a: object, b: object) -> bool:
+    # YAML's `true` must not equal an input's 1, nor "1" equal 1.
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and bool not in (type(a), type(b)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+_INPUT_OPERATORS: dict[str, Callable[[object], InputTest]] = {
+    "sql_matches_regex": _sql_matches_regex,
+    "sql_writes": _sql_writes,
+    "recipient_domain_in": lambda arg: _recipient_domains(arg, every_inside=True),
+    "recipient_domain_not_in": lambda arg: _recipient_domains(arg, every_inside=False),
+    "field_equals": _field_equals,
+}
+
+
+def _metric_test(key: str, arg: object) -> Callable[[_Call], Verdict]:
+    metric, _, op = key.rpartition("_")
+    if metric not in METRICS or op not in _COMPARISONS:
+        raise ValueError(f"unknown run metric test {key!r} (metrics: {', '.join(METRICS)}; "
+                         f"comparisons: {', '.join('_' + c for c in _COMPARISONS)})")
+    if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+        raise ValueError(f"{key} expects a number, got {arg!r}")  # noqa: TRY004 - becomes PolicyError
+    compare, symbol = _COMPARISONS[op]
+    limit = float(arg)
+
+    def test(call: _Call) -> Verdict:
+        value = call.metrics.get(metric)
+        if value is None:
+            return None, f"{metric} is unknown"
+        shown = f"{metric} {value:g} {symbol} {limit:g} counting this call"
+        return (True, shown) if compare(value, limit) else (False, "")
+
+    return test
+
+
+def _require(value: object, kind: type[Any], wanted: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValueError(f"expects {wanted}, got {value!r}")  # noqa: TRY004 - becomes PolicyError
+    return value
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+_TOP_KEYS = {"version", "default", "rules", "description"}
+_RULE_KEYS = {"name", "when", "action", "description"}
+_WHEN_KEYS = {"tool", "tenant", "route", "input", "run_metrics"}
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which PyYAML would otherwise silently drop."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_policy(path: str | PathLike[str], *, registry: ToolCatalog | None = None) -> Policy:
+    """Read and validate a policy file; with `registry`, rules may only name its tools."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy ({exc})") from exc
+    return parse_policy(data, source=str(path), registry=registry)
+
+
+def parse_policy(
+    text: str | bytes, *, source: str = "<string>", registry: ToolCatalog | None = None
+) -> Policy:
+    """Validate a policy given as YAML text; `source` names it in error messages."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        doc = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # a SafeLoader subclass
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{source}: a policy is a mapping with 'version' and 'rules'")
+    if unknown := set(doc) - _TOP_KEYS:
+        raise PolicyError(f"{source}: unknown top-level keys {sorted(map(str, unknown))}")
+    if doc.get("version") != 1 or isinstance(doc.get("version"), bool):
+        raise PolicyError(f"{source}: 'version' must be 1, got {doc.get('version')!r}")
+    default = doc.get("default", "allow")
+    if default not in _RANK:
+        raise PolicyError(f"{source}: unknown default action {default!r} (use {_actions()})")
+    raw_rules = doc.get("rules")
+    if not isinstance(raw_rules, list):
+        raise PolicyError(f"{source}: 'rules' must be a list")
+    rules: list[Rule] = []
+    for i, raw in enumerate(raw_rules):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        where = f"{source}: rule {name!r} (rules[{i}])" if name else f"{source}: rules[{i}]"
+        try:
+            rule = _parse_rule(raw, registry)
+        except ValueError as exc:
+            raise PolicyError(f"{where}: {exc}") from exc
+        if any(r.name == rule.name for r in rules):
+            raise PolicyError(f"{where}: duplicate rule name {rule.name!r}")
+        rules.append(rule)
+    version = "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+    return Policy(version=version, rules=tuple(rules), default=cast(Action, default),
+                  source=source, registry=registry)
+
+
+def _parse_rule(raw: object, registry: ToolCatalog | None) -> Rule:
+    rule = _require(raw, dict, "a mapping with name, when and action")
+    if unknown := set(rule) - _RULE_KEYS:
+        raise ValueError(f"unknown keys {sorted(map(str, unknown))}")
+    name = rule.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("'name' must be a non-empty string")
+    action = rule.get("action")
+    if action not in _RANK:
+        raise ValueError(f"unknown action {action!r} (use {_actions()})")
+    when = _require(rule.get("when"), dict, "'when' to be a mapping")
+    if unknown := set(when) - _WHEN_KEYS:
+        raise ValueError(f"unknown 'when' keys {sorted(map(str, unknown))} "
+                         f"(use {sorted(_WHEN_KEYS)})")
+    tools = _names(when, "tool")
+    missing = [] if registry is None else sorted(t for t in tools or () if registry.get(t) is None)
+    if missing:  # a misspelt tool name would make the rule silently never match
+        raise ValueError(f"unknown tools {missing}")
+    conditions: list[tuple[str, Callable[[_Call], Verdict]]] = []
+    for op, arg in _require(when.get("input", {}), dict, "'input' to be a mapping").items():
+        if op not in _INPUT_OPERATORS:
+            raise ValueError(f"unknown input operator {op!r} (use {sorted(_INPUT_OPERATORS)})")
+        try:
+            input_test = _INPUT_OPERATORS[op](arg)
+        except ValueError as exc:
+            raise ValueError(f"{op} {exc}") from exc
+        conditions.append((op, _on_input(input_test)))
+    metric_tests = _require(when.get("run_metrics", {}), dict, "'run_metrics' to be a mapping")
+    for key, arg in metric_tests.items():
+        conditions.append((str(key), _metric_test(str(key), arg)))
+    return Rule(name=name, action=cast(Action, action), tools=tools, tenants=_names(when, "tenant"),
+                routes=_names(when, "route"), conditions=tuple(conditions))
+
+
+def _on_input(test: InputTest) -> Callable[[_Call], Verdict]:
+    return lambda call: test(call.input)
+
+
+def _names(when: Mapping[str, Any], key: str) -> frozenset[str] | None:
+    if key not in when:
+        return None
+    value = when[key]
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"'{key}' must be a name or a non-empty list of names, got {value!r}")
+    return frozenset(names)
+
+
+def _actions() -> str:
+    return ", ".join(get_args(Action))
