@@ -1,0 +1,1 @@
+"""Local infrastructure: the single-node Kafka launcher and sample data for the tool backends."""

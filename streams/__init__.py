@@ -1,0 +1,1 @@
+"""Everything that talks to Kafka, and the composition: settings, services, gateway, CLI."""

@@ -1,0 +1,94 @@
+"""`agentlog <group> <verb>`: the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from streams.cli.common import Context, fail, pass_ctx
+from streams.cli.approvals import approvals
+from streams.cli.demo import demo
+from streams.cli.runs import runs, submit
+from streams.query_api import QueryError, run_query
+from streams.render import rows_table
+from streams.settings import load_settings
+from streams.supervisor import SupervisorError, alive, down, processes, status, up
+
+__all__ = ["main"]
+
+
+@click.group()
+@click.pass_context
+def main(click_ctx: click.Context) -> None:
+    """agentlog: an event-sourced runtime for AI agents on Kafka."""
+    click_ctx.obj = Context(load_settings())
+
+
+@main.command("up")
+@pass_ctx
+def up_cmd(ctx: Context) -> None:
+    """Start the local broker (unless a bootstrap is configured) and every service."""
+    try:
+        started = up(ctx.settings, say=lambda m: ctx.console.print(f"[dim]{m}[/]"))
+    except SupervisorError as exc:
+        fail(str(exc))
+    note = f"started {', '.join(started)}" if started else "everything was already running"
+    ctx.console.print(f"[green]agentlog is up[/] ({note}) · Kafka {ctx.settings.bootstrap_servers}"
+                      f" · gateway http://127.0.0.1:{ctx.settings.gateway_port}")
+
+
+@main.command("down")
+@pass_ctx
+def down_cmd(ctx: Context) -> None:
+    """Stop every service and the local broker."""
+    stopped = down(ctx.settings)
+    ctx.console.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """What runs where."""
+    info = status(ctx.settings)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    kafka: Any = info["kafka"]
+    rows = [["kafka", kafka.get("pid", "-"), "up" if kafka.get("alive", True) else "down",
+             kafka["bootstrap"]]]
+    for name, s in info["services"].items():  # type: ignore[attr-defined]
+        rows.append([name, s["pid"] or "-", "up" if s["alive"] else "down", ""])
+    ctx.console.print(rows_table(["process", "pid", "state", "address"], rows,
+                                 title=f"agentlog at {info['home']}"))
+
+
+@main.command("sql")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Rows as a JSON list of objects.")
+@pass_ctx
+def sql_cmd(ctx: Context, query: str, as_json: bool) -> None:
+    """Run an analytics query (read-only) on the ClickHouse store."""
+    sink = next(p for p in processes(ctx.settings) if p.name == "sink")
+    try:
+        result = run_query(ctx.settings, query, sink_running=alive(ctx.settings, sink))
+    except QueryError as exc:
+        fail(f"query failed: {exc}")
+    if as_json:
+        click.echo(json.dumps(result.as_dicts(), default=str))
+    else:
+        ctx.console.print(rows_table(result.columns, result.rows))
+        ctx.console.print(f"[dim]{len(result.rows)} row(s)[/]")
+
+
+main.add_command(submit)
+main.add_command(runs)
+main.add_command(approvals)
+main.add_command(demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

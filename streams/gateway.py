@@ -1,0 +1,50 @@
+"""The HTTP gateway: requests become RunRequested records on the inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException
+from pydantic import BaseModel, Field
+
+from schemas.codec import EventCodec
+from streams.kafka import producer as make_producer
+from streams.runs import read_run, request_run, run_status
+from streams.settings import Settings
+
+__all__ = ["create_app", "RunRequest"]
+
+
+class RunRequest(BaseModel):
+    """Body of POST /v1/runs."""
+
+    text: str = Field(min_length=1, max_length=10_000, description="What the agent should do.")
+    tenant_id: str | None = Field(default=None, min_length=1, max_length=128)
+    route: str = Field(default="default", min_length=1, max_length=128)
+
+
+def create_app(settings: Settings, codec: EventCodec) -> FastAPI:
+    app = FastAPI(title="agentlog gateway", version="0.1.0")
+    producer = make_producer(settings)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/runs", status_code=202)
+    def create_run(body: RunRequest,
+                   idempotency_key: str | None = Header(default=None, max_length=200)) -> dict[str, Any]:
+        tenant = body.tenant_id or settings.default_tenant
+        run_id = request_run(settings, producer, codec, text=body.text, tenant_id=tenant,
+                             route=body.route, idempotency_key=idempotency_key)
+        return {"run_id": run_id, "status": "accepted", "tenant_id": tenant}
+
+    @app.get("/v1/runs/{run_id}")
+    def get_run(run_id: str) -> dict[str, Any]:
+        events = read_run(settings, codec, run_id)
+        if not events:
+            raise HTTPException(404, detail=f"no run {run_id}")
+        return {"run_id": run_id, "status": run_status(events),
+                "events": [e.model_dump(mode="json") for e in events]}
+
+    return app

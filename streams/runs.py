@@ -1,0 +1,118 @@
+"""Requesting runs and reading their timelines from the log."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Producer, TopicPartition
+
+from processors.state import RunState, Status, evolve, fold
+from schemas.codec import EventCodec
+from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
+from streams.kafka import consumer, headers_for
+from streams.partitioning import partition_for
+from streams.service import utcnow
+from streams.settings import Settings
+
+__all__ = ["run_id_for", "request_run", "read_run", "wait_for_run", "run_status", "send_to_inbox",
+           "decide_approval", "cancel_record"]
+
+_RUN_NS = uuid.UUID("3b7f5f0e-2f5c-4d55-8d0e-6a3f9c4b2e11")
+
+
+def run_id_for(tenant_id: str, idempotency_key: str) -> str:
+    """The same key (per tenant) always names the same run: that is what makes it idempotent."""
+    return str(uuid.uuid5(_RUN_NS, f"{tenant_id}\x00{idempotency_key}"))
+
+
+def send_to_inbox(settings: Settings, producer: Producer, codec: EventCodec, record: Event) -> None:
+    """Produce one record to the inbox and wait until the broker has it."""
+    errors: list[KafkaError] = []
+    producer.produce(settings.inbox_topic, key=record.run_id, value=codec.encode(record),
+                     headers=headers_for(record),
+                     on_delivery=lambda err, _m: errors.append(err) if err else None)
+    if producer.flush(30) or errors:
+        raise KafkaException(errors[0] if errors else "inbox record not delivered in 30 s")
+
+
+def request_run(settings: Settings, producer: Producer, codec: EventCodec, *, text: str,
+                tenant_id: str, route: str = "default", idempotency_key: str | None = None,
+                requested_by: str | None = None) -> str:
+    """Put a RunRequested on the inbox; returns the run id."""
+    key = idempotency_key or uuid.uuid4().hex
+    run_id = run_id_for(tenant_id, key)
+    record = Event.of(
+        RunRequested(text=text, route=route, idempotency_key=key, requested_by=requested_by),
+        run_id=run_id, seq=0, event_id=str(uuid.uuid4()), tenant_id=tenant_id,
+        event_time=utcnow(), actor=f"user:{requested_by}" if requested_by else "gateway",
+    )
+    send_to_inbox(settings, producer, codec, record)
+    return run_id
+
+
+def decide_approval(settings: Settings, producer: Producer, codec: EventCodec, state: RunState, *,
+                    approve: bool, approver: str, reason: str) -> None:
+    """A person's decision on a run's parked call, sent to the orchestrator."""
+    assert state.parked is not None
+    payload = (ApprovalGranted if approve else ApprovalDenied)(
+        step_id=state.parked.step_id, approver=approver, reason=reason)
+    send_to_inbox(settings, producer, codec, Event.of(
+        payload, run_id=state.run_id, seq=0, event_id=str(uuid.uuid4()),
+        causation_id=state.parked_event_id, tenant_id=state.tenant_id, event_time=utcnow(),
+        actor=f"human:{approver}"))
+
+
+def cancel_record(state: RunState, *, reason: str, requested_by: str) -> Event:
+    return Event.of(RunCancelled(reason=reason, requested_by=requested_by), run_id=state.run_id,
+                    seq=0, event_id=str(uuid.uuid4()), tenant_id=state.tenant_id,
+                    event_time=utcnow(), actor=f"user:{requested_by}")
+
+
+def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float) -> Iterator[Event]:
+    """The run's events in order; keeps following the partition for `follow_s` seconds."""
+    partition = partition_for(run_id, settings.partitions)
+    reader = consumer(settings, None, **{"enable.partition.eof": True})
+    reader.assign([TopicPartition(settings.events_topic, partition, OFFSET_BEGINNING)])
+    key = run_id.encode()
+    deadline = time.monotonic() + follow_s
+    try:
+        while True:
+            for msg in reader.consume(500, timeout=0.2):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if time.monotonic() >= deadline:
+                            return
+                        continue
+                    raise KafkaException(err)
+                if msg.key() == key:
+                    yield codec.decode(msg.value())
+            if time.monotonic() >= deadline + 10:
+                return  # no end-of-partition seen at all: the broker is not answering
+    finally:
+        reader.close()
+
+
+def read_run(settings: Settings, codec: EventCodec, run_id: str) -> list[Event]:
+    """Every event of the run committed so far (scans the run's partition)."""
+    return list(_scan(settings, codec, run_id, follow_s=0))
+
+
+def run_status(events: list[Event]) -> str:
+    state = fold(events)
+    return state.status if state is not None else "unknown"
+
+
+def wait_for_run(settings: Settings, codec: EventCodec, run_id: str, *,
+                 timeout_s: float = 60.0, after_seq: int = 0) -> list[Event]:
+    """Events until the run ends or waits on a person past `after_seq` (or the timeout passes)."""
+    events: list[Event] = []
+    state: RunState | None = None
+    for event in _scan(settings, codec, run_id, follow_s=timeout_s):
+        events.append(event)
+        state = evolve(state, event)
+        if event.seq > after_seq and (state.terminal or state.status == Status.AWAITING_APPROVAL):
+            break
+    return events

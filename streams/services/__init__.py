@@ -1,0 +1,1 @@
+"""One module per service process: `python -m streams.services.<name>`."""

@@ -1,0 +1,50 @@
+"""Tool executor service: ToolApproved -> ToolExecuted, each call in a sandboxed child process.
+
+It acts only on ToolApproved events read from the log, which only the orchestrator writes,
+and only after the guard (or a person) approved; anything else is refused to the dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from processors.executor import execution_result, refusal
+from processors.tools.registry import default_registry
+from processors.tools.sandbox import run_sandboxed
+from schemas.events import Event, ToolApproved
+from streams.backends import backend_config
+from streams.service import ServiceContext, utcnow
+from streams.settings import load_settings
+from streams.worker import run_worker
+
+
+def main() -> None:
+    settings = load_settings()
+    ctx = ServiceContext("executor", settings)
+    registry = default_registry()
+    cfg = backend_config(settings)
+
+    def handle(event: Event) -> Iterable[Event]:
+        why = refusal(event, registry=registry)
+        if why is not None:
+            raise PermissionError(why)
+        p = event.payload
+        assert isinstance(p, ToolApproved)
+        spec = registry.get(p.tool)
+        assert spec is not None
+        outcome = run_sandboxed(tool=p.tool, input=json.loads(p.input_json), cfg=cfg,
+                                idempotency_key=p.idempotency_key, timeout_s=spec.timeout_s)
+        ctx.log.info("%s %s %s: %s in %d ms", event.run_id, p.step_id, p.tool, outcome.status,
+                     outcome.duration_ms)
+        yield execution_result(
+            event, status=outcome.status,
+            output_json=json.dumps(outcome.output, sort_keys=True) if outcome.output is not None else None,
+            error=outcome.error, duration_ms=outcome.duration_ms, cost_usd=spec.cost_usd, now=utcnow(),
+        )
+
+    run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle)
+
+
+if __name__ == "__main__":
+    main()

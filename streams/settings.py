@@ -1,0 +1,111 @@
+"""Settings, read once from the environment (`AGENTLOG_*`) or a settings file.
+
+Local defaults start everything on this machine; setting `AGENTLOG_BOOTSTRAP`,
+`AGENTLOG_SCHEMA_REGISTRY_URL` or `AGENTLOG_CLICKHOUSE_URL` swaps in production parts.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """One agentlog installation: where its state lives and how its parts are reached."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTLOG_", frozen=True, extra="ignore")
+
+    home: Path = REPO_ROOT / ".agentlog"
+    """State directory: Kafka data, chDB, backends, logs, pid files (git-ignored)."""
+    bootstrap: str | None = None
+    """Kafka bootstrap servers of an existing cluster; unset: run the local broker."""
+    kafka_port: int = 19092
+    """Port of the local broker."""
+    controller_port: int = 19093
+    """Port of the local broker's KRaft controller."""
+    kafka_heap: str = "768m"
+    """JVM heap of the local broker."""
+    partitions: int = 3
+    """Partitions of the inbox and events topics (they must match: co-partitioning)."""
+    topic_prefix: str = "agentlog"
+    """Topic names are `<prefix>.inbox`, `<prefix>.events`, `<prefix>.deadletter`."""
+    schema_registry_url: str | None = None
+    """Confluent-compatible Schema Registry; unset: Avro single-object encoding."""
+    clickhouse_url: str | None = None
+    """`http(s)://user:pass@host:port/db` of a ClickHouse server; unset: chDB under home."""
+    clickhouse_password: SecretStr | None = None
+    """Password for the ClickHouse server, kept out of logs."""
+    gateway_port: int = 18080
+    """HTTP gateway port (127.0.0.1)."""
+    query_port: int = 18123
+    """Port where the sink answers analytics queries for other processes (chDB is single-process)."""
+    smtp_port: int = 10025
+    """Port of the local SMTP server the send_email tool relays through."""
+    mail_from: str = "agent@yourcompany.com"
+    """Sender address of the agent's e-mails."""
+    policy_file: Path = REPO_ROOT / "policies" / "default.yaml"
+    """Policy the guard enforces."""
+    docs_dir: Path = REPO_ROOT / "infra" / "sample" / "docs"
+    """Folder that search_docs searches."""
+    approval_ttl_s: int = 86_400
+    """How long a parked call waits for a person."""
+    default_tenant: str = "default"
+    """Tenant of requests that name none."""
+    instance_id: str = "0"
+    """This process's instance of its service: its static group membership and transactional id."""
+
+    @property
+    def local_kafka(self) -> bool:
+        return self.bootstrap is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def inbox_topic(self) -> str:
+        return f"{self.topic_prefix}.inbox"
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.topic_prefix}.deadletter"
+
+    @property
+    def approval_ttl(self) -> timedelta:
+        return timedelta(seconds=self.approval_ttl_s)
+
+    def path(self, *parts: str) -> Path:
+        """A path under the state directory."""
+        return self.home.joinpath(*parts)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as `AGENTLOG_*` variables, so child processes read the same ones."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"AGENTLOG_{name.upper()}"] = str(value)
+        return env
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, over `AGENTLOG_SETTINGS_FILE` (default `agentlog.env`)."""
+    env_file = Path(os.environ.get("AGENTLOG_SETTINGS_FILE", "agentlog.env"))
+    settings = Settings(_env_file=env_file if env_file.exists() else None)  # type: ignore[call-arg]
+    if not settings.home.is_absolute():
+        settings = settings.model_copy(update={"home": settings.home.resolve()})
+    return settings

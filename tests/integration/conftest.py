@@ -1,0 +1,84 @@
+"""The real stack for integration tests: `agentlog up` with its own state and free ports, so a
+user's own stack on the default ports is neither used nor disturbed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.settings import Settings
+
+AGENTLOG = str(Path(sys.executable).with_name("agentlog"))
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    settings: Settings
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the installed `agentlog` command against this stack."""
+        proc = subprocess.run([AGENTLOG, *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"agentlog {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        return json.loads(self.cli("sql", query, "--json").stdout)
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy (the sink and workers are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("agentlog-home")
+    kafka, controller, gateway, query, smtp = _free_ports(5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
+    env.update({
+        "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
+        "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
+        "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
+        "AGENTLOG_KAFKA_HEAP": "512m", "AGENTLOG_SETTINGS_FILE": str(home / "none.env"),
+    })
+    s = Stack(env, Settings(home=home, kafka_port=kafka, controller_port=controller,
+                            gateway_port=gateway, query_port=query, smtp_port=smtp))
+    try:
+        s.cli("up", timeout=300)
+        yield s
+    finally:
+        s.cli("down", check=False, timeout=120)
