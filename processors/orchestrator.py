@@ -19,7 +19,7 @@ from schemas.events import (
     RunStarted, ToolApproved, ToolExecuted, ToolProposed, ToolRejected,
 )
 
-__all__ = ["Outcome", "OrchestratorConfig", "handle", "event_id_for", "ACTOR"]
+__all__ = ["Outcome", "OrchestratorConfig", "handle", "event_id_for", "due_expiries", "ACTOR"]
 
 ACTOR = "orchestrator"
 _ID_NAMESPACE = uuid.UUID("6f1c1f1e-4a8b-4e0e-9a57-2a6b8f0c9d10")
@@ -59,7 +59,7 @@ _Draft = tuple[Record, str, "str | None"]  # payload, actor, causation_id
 def handle(state: RunState | None, record: Event, *, now: datetime,
            config: OrchestratorConfig = OrchestratorConfig()) -> Outcome:
     """Apply one inbox record: accept it (or drop it), then append every follow-up."""
-    drafts, reason, invalid = _accept(state, record)
+    drafts, reason, invalid = _accept(state, record, now)
     if not drafts:
         return Outcome((), state, dropped=reason, invalid=invalid)
     appended: list[Event] = []
@@ -83,7 +83,8 @@ def _append(state: RunState | None, draft: _Draft, record: Event, now: datetime,
     return evolve(state, event)
 
 
-def _accept(state: RunState | None, record: Event) -> tuple[list[_Draft], str | None, bool]:
+def _accept(state: RunState | None, record: Event,
+            now: datetime) -> tuple[list[_Draft], str | None, bool]:
     kind, p = record.event_type, record.payload
     if isinstance(p, RunRequested):
         if state is not None:
@@ -102,6 +103,8 @@ def _accept(state: RunState | None, record: Event) -> tuple[list[_Draft], str | 
         if (state.status != Status.AWAITING_APPROVAL or parked is None
                 or parked.step_id != getattr(p, "step_id", None)):
             return [], f"{kind} for step {getattr(p, 'step_id', '?')} but nothing waits there", False
+        if kind == "ApprovalExpired" and now < parked.expires_at:
+            return [], f"approval of step {parked.step_id} expires only at {parked.expires_at}", False
         return [(p, record.actor, state.parked_event_id)], None, False
     request = state.open_requests.get(record.causation_id or "")
     if request is None:
@@ -193,3 +196,8 @@ def _outcome(state: RunState) -> str:
     if any(s == "ok" for s in statuses):
         return "partial"
     return "refused"
+
+
+def due_expiries(parked: Mapping[str, tuple[str, datetime]], now: datetime) -> list[tuple[str, str]]:
+    """(run_id, step_id) of parked calls whose approval window has closed at `now`."""
+    return [(run_id, step) for run_id, (step, expires_at) in parked.items() if expires_at <= now]

@@ -12,7 +12,7 @@ from typing import Mapping
 
 from schemas.events import (
     ApprovalRequested, Event, ObservationCaptured, PlanGenerated, PlanStep, RunMetrics,
-    RunStarted, ToolExecuted,
+    RunStarted, ToolExecuted, ToolProposed,
 )
 
 __all__ = ["RunState", "Status", "evolve", "fold", "REQUEST_ANSWERS", "new_run"]
@@ -68,6 +68,9 @@ class RunState:
     """Index in `steps` of the step in flight (== len(steps) once all have run)."""
     open_requests: Mapping[str, str] = field(default_factory=dict)
     """event_id -> event_type of requests still waiting for their worker's answer."""
+    proposed: ToolProposed | None = None
+    """The last call put to the guard, and its event id: what an approval must match."""
+    proposed_event_id: str | None = None
     parked: ApprovalRequested | None = None
     parked_event_id: str | None = None
     observations: tuple[ObservationCaptured, ...] = ()
@@ -126,6 +129,8 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     elif kind == "PlanRejected":
         changes.update(failure="plan rejected: " + "; ".join(p.errors),  # type: ignore[union-attr]
                        metrics=_add_cost(state.metrics, p.model_call.cost_usd))  # type: ignore[union-attr]
+    elif kind == "ToolProposed":
+        changes.update(proposed=p, proposed_event_id=event.event_id)
     elif kind == "ApprovalRequested":
         changes.update(parked=p, parked_event_id=event.event_id)
     elif kind in ("ToolApproved", "ToolRejected"):

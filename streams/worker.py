@@ -2,37 +2,61 @@
 
 At-least-once: answers are flushed before the offsets are committed, so a crash re-delivers
 and the worker answers again; the orchestrator drops an answer it has already applied.
+A worker that must judge an event against its run's history (`fold=True`) folds every event
+of its partitions, rebuilt from the log up to its committed offsets when partitions arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from processors.state import RunState, evolve
 from schemas.codec import DecodeError
 from schemas.events import Event
 from streams.kafka import consumer, header, headers_for, make_codec, producer
+from streams.rebuild import fold_partitions
 from streams.service import ServiceContext
 
-__all__ = ["run_worker", "Handler"]
+__all__ = ["run_worker", "Handler", "Refused"]
 
-Handler = Callable[[Event], Iterable[Event]]
+Handler = Callable[[Event, "RunState | None"], Iterable[Event]]
 
 
-def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler) -> None:
+class Refused(Exception):
+    """The worker will not act on this record; it goes to the dead letters with the reason."""
+
+
+def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
+               fold: bool = False) -> None:
     """Consume `agentlog.events` as group `agentlog-<name>` until asked to stop."""
     settings = ctx.settings
     codec = make_codec(settings)
     failures: list[KafkaError] = []
+    states: dict[str, RunState] = {}
+    partition_of: dict[str, int] = {}
 
     def delivered(err: KafkaError | None, _msg: object) -> None:
         if err is not None:
             failures.append(err)
 
+    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
+        if fold:
+            until = {tp.partition: max(tp.offset, 0) for tp in c.committed(parts, timeout=10)}
+            n = fold_partitions(settings, codec, until, states, partition_of)
+            ctx.log.info("rebuilt %d runs from %d events", len(states), n)
+        ctx.mark_ready()
+
+    def on_revoke(_c: Consumer, parts: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in parts}
+        for run_id in [r for r, p in partition_of.items() if p in gone]:
+            states.pop(run_id, None)
+            partition_of.pop(run_id, None)
+
     out = producer(settings, on_delivery=delivered)
     source = consumer(settings, f"agentlog-{ctx.name}")
-    source.subscribe([settings.events_topic], on_assign=lambda *_: ctx.mark_ready())
+    source.subscribe([settings.events_topic], on_assign=on_assign, on_revoke=on_revoke)
     try:
         while not ctx.stopping:
             batch = source.consume(200, timeout=0.2)
@@ -42,23 +66,34 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler)
                 if msg.error():
                     ctx.log.warning("consume error: %s", msg.error())
                     continue
-                # Filter on the header: events nobody here handles are never decoded.
-                if header(msg.headers(), "event_type") not in handles:
+                # Filter on the header: events nobody here needs are never decoded.
+                wanted = header(msg.headers(), "event_type") in handles
+                if not (wanted or fold):
                     continue
                 try:
                     event = codec.decode(msg.value())
                 except DecodeError as exc:
                     ctx.dead_letter(out, msg, f"undecodable: {exc}")
                     continue
-                try:
-                    answers = list(handle(event))
-                except Exception as exc:  # one bad record must not stop the worker
-                    ctx.log.exception("handler failed on %s seq %s", event.run_id, event.seq)
-                    ctx.dead_letter(out, msg, f"handler failed: {exc!r}")
-                    continue
-                for a in answers:
-                    out.produce(settings.inbox_topic, key=a.run_id, value=codec.encode(a),
-                                headers=headers_for(a))
+                before = states.get(event.run_id)
+                if wanted:
+                    try:
+                        for a in handle(event, before):
+                            out.produce(settings.inbox_topic, key=a.run_id, value=codec.encode(a),
+                                        headers=headers_for(a))
+                    except Refused as exc:
+                        ctx.dead_letter(out, msg, f"refused: {exc}")
+                    except Exception as exc:  # one bad record must not stop the worker
+                        ctx.log.exception("handler failed on %s seq %s", event.run_id, event.seq)
+                        ctx.dead_letter(out, msg, f"handler failed: {exc!r}")
+                if fold:
+                    state = evolve(before, event)
+                    if state.terminal:
+                        states.pop(event.run_id, None)
+                        partition_of.pop(event.run_id, None)
+                    else:
+                        states[event.run_id] = state
+                        partition_of[event.run_id] = msg.partition()
                 out.poll(0)
             if out.flush(30) or failures:
                 raise KafkaException(failures[0] if failures else "answers not delivered in 30 s")

@@ -1,7 +1,8 @@
 """Tool executor service: ToolApproved -> ToolExecuted, each call in a sandboxed child process.
 
-It acts only on ToolApproved events read from the log, which only the orchestrator writes,
-and only after the guard (or a person) approved; anything else is refused to the dead letters.
+It folds every run of its partitions and runs a ToolApproved only when the run's history shows
+the guard's approval of that very proposal, or a person's grant of that very parked call;
+anything else is refused to the dead letters.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from collections.abc import Iterable
 from processors.executor import execution_result, refusal
 from processors.tools.registry import default_registry
 from processors.tools.sandbox import run_sandboxed
+from processors.state import RunState
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
-from streams.worker import run_worker
+from streams.worker import Refused, run_worker
 
 
 def main() -> None:
@@ -25,10 +27,10 @@ def main() -> None:
     registry = default_registry()
     cfg = backend_config(settings)
 
-    def handle(event: Event) -> Iterable[Event]:
-        why = refusal(event, registry=registry)
+    def handle(event: Event, state: RunState | None) -> Iterable[Event]:
+        why = refusal(state, event, registry=registry)
         if why is not None:
-            raise PermissionError(why)
+            raise Refused(why)
         p = event.payload
         assert isinstance(p, ToolApproved)
         spec = registry.get(p.tool)
@@ -43,7 +45,7 @@ def main() -> None:
             error=outcome.error, duration_ms=outcome.duration_ms, cost_usd=spec.cost_usd, now=utcnow(),
         )
 
-    run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle)
+    run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle, fold=True)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,21 @@ rebuilt from the events topic whenever partitions are assigned (never from a pri
 
 from __future__ import annotations
 
+import time
+import uuid
+from datetime import datetime
+
 from confluent_kafka import (
     OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition,
 )
 
-from processors.orchestrator import OrchestratorConfig, handle
-from processors.state import RunState, evolve
+from processors.orchestrator import OrchestratorConfig, due_expiries, handle
+from processors.state import RunState, Status
 from processors.tools.registry import default_registry
 from schemas.codec import DecodeError, EventCodec
+from schemas.events import ApprovalExpired, Event
 from streams.kafka import consumer, headers_for, make_codec, producer
+from streams.rebuild import fold_partitions
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
 
@@ -29,6 +35,11 @@ class Orchestrator:
             tool_costs={t.name: t.cost_usd for t in default_registry()})
         self.states: dict[str, RunState] = {}
         self.partition_of: dict[str, int] = {}
+        self.parked: dict[str, tuple[str, datetime]] = {}
+        """run_id -> (step_id, expires_at) of calls waiting for a person."""
+        self.expiries_sent: set[tuple[str, str]] = set()
+        self.timer_out: Producer = producer(self.settings)
+        self.next_timer_check = 0.0
         self.inbox: Consumer = consumer(self.settings, "agentlog-orchestrator")
         # A stable transactional.id fences a previous incarnation of this instance.
         self.out: Producer = producer(
@@ -36,29 +47,35 @@ class Orchestrator:
 
     def rebuild(self, partitions: list[int]) -> int:
         """Fold the events of `partitions` into run states; returns the events read."""
-        reader = consumer(self.settings, None, **{"enable.partition.eof": True})
-        todo = set()
-        for p in partitions:
-            low, high = reader.get_watermark_offsets(
-                TopicPartition(self.settings.events_topic, p), timeout=10)
-            if high > low:
-                todo.add(p)
-        reader.assign([TopicPartition(self.settings.events_topic, p, OFFSET_BEGINNING) for p in todo])
-        count = 0
-        while todo:
-            for msg in reader.consume(1000, timeout=1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        todo.discard(msg.partition())
-                        continue
-                    raise KafkaException(err)
-                event = self.codec.decode(msg.value())
-                self.states[event.run_id] = evolve(self.states.get(event.run_id), event)
-                self.partition_of[event.run_id] = msg.partition()
-                count += 1
-        reader.close()
-        return count
+        n = fold_partitions(self.settings, self.codec, dict.fromkeys(partitions),
+                            self.states, self.partition_of)
+        for run_id, state in self.states.items():
+            self._track(run_id, state)
+        return n
+
+    def _track(self, run_id: str, state: RunState) -> None:
+        if state.status == Status.AWAITING_APPROVAL and state.parked is not None:
+            self.parked[run_id] = (state.parked.step_id, state.parked.expires_at)
+        elif self.parked.pop(run_id, None) is not None:
+            self.expiries_sent = {k for k in self.expiries_sent if k[0] != run_id}
+
+    def expire_approvals(self) -> None:
+        """Ask (through the inbox, like anyone else) to expire approvals whose time is up."""
+        if time.monotonic() < self.next_timer_check:
+            return
+        self.next_timer_check = time.monotonic() + 1.0
+        for run_id, step_id in due_expiries(self.parked, utcnow()):
+            if (run_id, step_id) in self.expiries_sent:
+                continue
+            state = self.states[run_id]
+            record = Event.of(ApprovalExpired(step_id=step_id), run_id=run_id, seq=0,
+                              event_id=str(uuid.uuid4()), causation_id=state.parked_event_id,
+                              tenant_id=state.tenant_id, event_time=utcnow(), actor="timer")
+            self.timer_out.produce(self.settings.inbox_topic, key=run_id, value=self.codec.encode(record),
+                                   headers=headers_for(record))
+            self.expiries_sent.add((run_id, step_id))
+            self.ctx.log.info("approval of %s step %s expired", run_id, step_id)
+        self.timer_out.poll(0)
 
     def on_assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         n = self.rebuild([tp.partition for tp in parts])
@@ -84,6 +101,8 @@ class Orchestrator:
             self.inbox.consumer_group_metadata())
         self.out.commit_transaction()
         self.states.update(pending)
+        for run_id, state in pending.items():
+            self._track(run_id, state)
 
     def _apply(self, msg: Message, pending: dict[str, RunState]) -> None:
         try:
@@ -114,6 +133,7 @@ class Orchestrator:
         """After an aborted transaction: forget, rebuild, and re-read from committed offsets."""
         parts = self.inbox.assignment()
         self.states.clear()
+        self.parked.clear()
         self.rebuild([tp.partition for tp in parts])
         for tp in self.inbox.committed(parts, timeout=10):
             self.inbox.seek(TopicPartition(tp.topic, tp.partition,
@@ -125,6 +145,7 @@ class Orchestrator:
                              on_revoke=self.on_revoke)
         try:
             while not self.ctx.stopping:
+                self.expire_approvals()
                 batch = [m for m in self.inbox.consume(500, timeout=0.1) if not self._error(m)]
                 if not batch:
                     continue
@@ -138,6 +159,7 @@ class Orchestrator:
                     self.out.abort_transaction()
                     self.reset()
         finally:
+            self.timer_out.flush(10)
             self.inbox.close()
             self.ctx.close()
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from processors.planner_scripted import ScriptedPlanner
 from processors.planning import plan_result
 from processors.tools.registry import default_registry
+from processors.state import RunState
 from schemas.events import Event, ModelCall, RunStarted
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
@@ -19,7 +20,7 @@ def main() -> None:
     model = ScriptedPlanner()
     registry = default_registry()
 
-    def handle(event: Event) -> Iterable[Event]:
+    def handle(event: Event, _state: RunState | None) -> Iterable[Event]:
         p = event.payload
         assert isinstance(p, RunStarted)
         started = time.perf_counter()

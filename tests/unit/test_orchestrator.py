@@ -2,70 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
-from processors.orchestrator import FALLBACK_ANSWER, OrchestratorConfig, event_id_for, handle
+from processors.orchestrator import FALLBACK_ANSWER, due_expiries, event_id_for, handle
 from processors.results import answer
-from processors.state import RunState, Status, fold
+from processors.state import Status, fold
 from schemas.events import (
-    ApprovalDenied, ApprovalGranted, ApprovalRequested, Event, PlanGenerated, PlanRejected,
-    PlanStep, ResponseDrafted, RunCancelled, RunRequested, ToolApproved, ToolExecuted,
-    ToolRejected,
+    ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, PlanRejected, ResponseDrafted,
+    RunCancelled, ToolRejected,
 )
 from tests.factories import CALL, T0, envelope
-
-CONFIG = OrchestratorConfig(tool_costs={"search_docs": 0.0005, "send_email": 0.002, "query_sql": 0.001})
-RUN = "run-0001"
-
-
-class Run:
-    """Feeds inbox records to `handle` and keeps the log it appends, like the service does."""
-
-    def __init__(self) -> None:
-        self.state: RunState | None = None
-        self.log: list[Event] = []
-        self.clock = T0
-
-    def send(self, record: Event):
-        self.clock += timedelta(milliseconds=5)
-        outcome = handle(self.state, record, now=self.clock, config=CONFIG)
-        self.log.extend(outcome.events)
-        self.state = outcome.state
-        return outcome
-
-    def request(self, text: str = "find the refund policy", key: str = "k1"):
-        return self.send(envelope(RunRequested(text=text, idempotency_key=key), run_id=RUN, seq=0,
-                                  actor="gateway", event_id=f"req-{key}"))
-
-    def last(self, kind: str) -> Event:
-        return next(e for e in reversed(self.log) if e.event_type == kind)
-
-    def reply(self, trigger: str, payload, actor: str = "worker"):
-        return self.send(answer(self.last(trigger), payload, actor=actor, now=self.clock))
-
-    def types(self) -> list[str]:
-        return [e.event_type for e in self.log]
-
-
-def plan(*steps: tuple[str, dict], budget: float = 0.5) -> PlanGenerated:
-    return PlanGenerated(
-        max_steps=len(steps) + 1, budget_usd=budget, stop_conditions=["done"], plan_json="{}",
-        model_call=CALL, steps=[PlanStep(id=f"s{i}", objective="do the thing", tool=tool,
-                                         input_json=json.dumps(args), success_criteria="it is done")
-                                for i, (tool, args) in enumerate(steps, 1)],
-    )
-
-
-def executed(tool: str, out: dict, step: str = "s1") -> ToolExecuted:
-    return ToolExecuted(step_id=step, tool=tool, status="ok", output_json=json.dumps(out),
-                        duration_ms=12, cost_usd=CONFIG.tool_costs[tool])
-
-
-def approve(step: str, tool: str, input_json: str) -> ToolApproved:
-    return ToolApproved(step_id=step, tool=tool, input_json=input_json, idempotency_key=f"{RUN}/{step}",
-                        reason="default: allow", policy_version="v1")
-
+from tests.harness import RUN, Run, approve, executed, plan
 
 def test_a_run_goes_from_request_to_completion_with_dense_seq():
     r = Run()
@@ -202,3 +149,18 @@ def test_after_cancellation_late_results_are_ignored():
     assert r.state.status == Status.CANCELLED
     late = r.reply("RunStarted", plan(("search_docs", {"query": "x"})))
     assert late.events == () and "after the run ended" in late.dropped
+
+
+def test_an_expiry_before_the_deadline_is_ignored_and_after_it_rejects_the_call():
+    r = Run()
+    _park(r)
+    parked = r.state.parked
+    early = r.send(envelope(ApprovalExpired(step_id="s1"), run_id=RUN, seq=0, event_id="t1", actor="timer"))
+    assert early.events == () and "expires only at" in early.dropped
+    assert due_expiries({RUN: ("s1", parked.expires_at)}, r.clock) == []
+    r.clock = parked.expires_at
+    assert due_expiries({RUN: ("s1", parked.expires_at)}, r.clock) == [(RUN, "s1")]
+    r.send(envelope(ApprovalExpired(step_id="s1"), run_id=RUN, seq=0, event_id="t2", actor="timer"))
+    rejected = r.last("ToolRejected").payload
+    assert rejected.reason == "approval expired" and rejected.rejected_by is None
+    assert "ToolApproved" not in r.types() and r.types()[-1] == "ResponseRequested"
