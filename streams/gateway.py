@@ -8,11 +8,19 @@ from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
 from schemas.codec import EventCodec
+from streams.approvals import NoSuchRun, NotWaiting, decide, pending_approvals
 from streams.kafka import producer as make_producer
 from streams.runs import read_run, request_run, run_status
 from streams.settings import Settings
 
 __all__ = ["create_app", "RunRequest"]
+
+
+class Decision(BaseModel):
+    """Body of POST /v1/runs/{run_id}/approve and /reject."""
+
+    approver: str = Field(min_length=1, max_length=200, description="Who decides, for the audit trail.")
+    reason: str = Field(default="", max_length=2_000)
 
 
 class RunRequest(BaseModel):
@@ -46,5 +54,28 @@ def create_app(settings: Settings, codec: EventCodec) -> FastAPI:
             raise HTTPException(404, detail=f"no run {run_id}")
         return {"run_id": run_id, "status": run_status(events),
                 "events": [e.model_dump(mode="json") for e in events]}
+
+    @app.get("/v1/approvals")
+    def list_approvals(tenant_id: str | None = None) -> list[dict[str, Any]]:
+        return pending_approvals(settings, tenant_id=tenant_id)
+
+    def _decide(run_id: str, body: Decision, approve: bool) -> dict[str, Any]:
+        try:
+            state = decide(settings, producer, codec, run_id, approve=approve, approver=body.approver,
+                           reason=body.reason)
+        except NoSuchRun as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+        except NotWaiting as exc:
+            raise HTTPException(409, detail=str(exc)) from None
+        step = state.parked.step_id if state.parked else None
+        return {"run_id": run_id, "step_id": step, "decision": "approved" if approve else "rejected"}
+
+    @app.post("/v1/runs/{run_id}/approve", status_code=202)
+    def approve(run_id: str, body: Decision) -> dict[str, Any]:
+        return _decide(run_id, body, True)
+
+    @app.post("/v1/runs/{run_id}/reject", status_code=202)
+    def reject(run_id: str, body: Decision) -> dict[str, Any]:
+        return _decide(run_id, body, False)
 
     return app
