@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.codec import EventCodec
@@ -13,7 +13,7 @@ from schemas.events import Event
 from streams.settings import Settings
 
 __all__ = [
-    "producer", "consumer", "ensure_topics", "wait_for_broker", "make_codec", "headers_for",
+    "producer", "consumer", "next_batch", "ensure_topics", "wait_for_broker", "make_codec", "headers_for",
     "header", "ConfluentRegistry",
 ]
 
@@ -44,6 +44,15 @@ def consumer(settings: Settings, group: str | None, **extra: Any) -> Consumer:
     if group is not None:
         config["group.instance.id"] = f"{group}-{settings.instance_id}"
     return Consumer(config)
+
+
+def next_batch(source: Consumer, *, max_messages: int, timeout_s: float) -> list[Message]:
+    """Whatever is ready, as soon as one record is: `Consumer.consume(n, t)` would wait the
+    whole timeout for n records, adding that wait to every hop of a run."""
+    first = source.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *source.consume(max_messages - 1, timeout=0)]
 
 
 def wait_for_broker(settings: Settings, *, timeout_s: float = 60.0) -> None:

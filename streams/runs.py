@@ -11,7 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Produc
 from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
-from streams.kafka import consumer, headers_for
+from streams.kafka import consumer, next_batch, headers_for
 from streams.partitioning import partition_for
 from streams.service import utcnow
 from streams.settings import Settings
@@ -79,7 +79,7 @@ def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float
     deadline = time.monotonic() + follow_s
     try:
         while True:
-            for msg in reader.consume(500, timeout=0.2):
+            for msg in next_batch(reader, max_messages=500, timeout_s=0.2):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from processors.state import RunState, evolve
 from schemas.codec import DecodeError
 from schemas.events import Event
-from streams.kafka import consumer, header, headers_for, make_codec, producer
+from streams.kafka import consumer, next_batch, header, headers_for, make_codec, producer
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext
 
@@ -59,7 +59,7 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
     source.subscribe([settings.events_topic], on_assign=on_assign, on_revoke=on_revoke)
     try:
         while not ctx.stopping:
-            batch = source.consume(200, timeout=0.2)
+            batch = next_batch(source, max_messages=200, timeout_s=0.2)
             if not batch:
                 continue
             for msg in batch:

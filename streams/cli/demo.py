@@ -72,8 +72,8 @@ def demo(ctx: Context) -> None:
         lines.append(f"approve the parked e-mail:   .venv/bin/agentlog approvals approve {parked[0]} --wait")
     lines += [
         f"see one timeline again:      .venv/bin/agentlog runs show {submitted[0][2]}",
-        '  ask something yourself:     .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
-        '  query the store:            .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events GROUP BY event_type"',
+        '  ask something yourself:      .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
+        '  query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events GROUP BY event_type"',
         f"HTTP gateway:                curl -XPOST localhost:{settings.gateway_port}/v1/runs "
         "-H 'content-type: application/json' -d '{\"text\": \"open a ticket: printer on fire\"}'",
         "stop everything:             .venv/bin/agentlog down",

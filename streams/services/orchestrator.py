@@ -20,7 +20,7 @@ from processors.state import RunState, Status
 from processors.tools.registry import default_registry
 from schemas.codec import DecodeError, EventCodec
 from schemas.events import ApprovalExpired, Event
-from streams.kafka import consumer, headers_for, make_codec, producer
+from streams.kafka import consumer, next_batch, headers_for, make_codec, producer
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
@@ -146,7 +146,8 @@ class Orchestrator:
         try:
             while not self.ctx.stopping:
                 self.expire_approvals()
-                batch = [m for m in self.inbox.consume(500, timeout=0.1) if not self._error(m)]
+                batch = next_batch(self.inbox, max_messages=500, timeout_s=0.1)
+                batch = [m for m in batch if not self._error(m)]
                 if not batch:
                     continue
                 try:
