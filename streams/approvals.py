@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 from processors.state import RunState, Status, fold
 from schemas.codec import EventCodec
 from streams.query_api import run_query
-from streams.runs import decide_approval, read_run
+from streams.runs import NoSuchRun, decide_approval, read_run
 from streams.settings import Settings
 from streams.supervisor import alive, processes
 
@@ -25,12 +25,8 @@ ORDER BY since
 """
 
 
-class NoSuchRun(LookupError):
-    pass
-
-
 class NotWaiting(RuntimeError):
-    pass
+    """The run has no parked call to decide on."""
 
 
 def pending_approvals(settings: Settings, *, tenant_id: str | None = None) -> list[dict[str, Any]]:

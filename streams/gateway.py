@@ -8,9 +8,9 @@ from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
 from schemas.codec import EventCodec
-from streams.approvals import NoSuchRun, NotWaiting, decide, pending_approvals
+from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.kafka import producer as make_producer
-from streams.runs import read_run, request_run, run_status
+from streams.runs import AlreadyEnded, NoSuchRun, cancel_run, read_run, request_run, run_status
 from streams.settings import Settings
 
 __all__ = ["create_app", "RunRequest"]
@@ -21,6 +21,13 @@ class Decision(BaseModel):
 
     approver: str = Field(min_length=1, max_length=200, description="Who decides, for the audit trail.")
     reason: str = Field(default="", max_length=2_000)
+
+
+class Cancel(BaseModel):
+    """Body of POST /v1/runs/{run_id}/cancel."""
+
+    reason: str = Field(default="cancelled over HTTP", max_length=2_000)
+    requested_by: str = Field(default="api", min_length=1, max_length=200)
 
 
 class RunRequest(BaseModel):
@@ -69,6 +76,16 @@ def create_app(settings: Settings, codec: EventCodec) -> FastAPI:
             raise HTTPException(409, detail=str(exc)) from None
         step = state.parked.step_id if state.parked else None
         return {"run_id": run_id, "step_id": step, "decision": "approved" if approve else "rejected"}
+
+    @app.post("/v1/runs/{run_id}/cancel", status_code=202)
+    def cancel(run_id: str, body: Cancel) -> dict[str, Any]:
+        try:
+            cancel_run(settings, producer, codec, run_id, reason=body.reason, requested_by=body.requested_by)
+        except NoSuchRun as exc:
+            raise HTTPException(404, detail=str(exc)) from None
+        except AlreadyEnded as exc:
+            raise HTTPException(409, detail=str(exc)) from None
+        return {"run_id": run_id, "status": "cancel_requested"}
 
     @app.post("/v1/runs/{run_id}/approve", status_code=202)
     def approve(run_id: str, body: Decision) -> dict[str, Any]:

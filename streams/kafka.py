@@ -30,7 +30,7 @@ def producer(settings: Settings, **extra: Any) -> Producer:
     })
 
 
-def consumer(settings: Settings, group: str | None, **extra: Any) -> Consumer:
+def consumer(settings: Settings, group: str | None, *, static: bool = True, **extra: Any) -> Consumer:
     """A read_committed consumer that commits only when told to.
 
     Group members are static (`group.instance.id`): a restarted service takes its partitions
@@ -41,7 +41,7 @@ def consumer(settings: Settings, group: str | None, **extra: Any) -> Consumer:
         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
         "session.timeout.ms": 15_000, **extra,
     }
-    if group is not None:
+    if group is not None and static:
         config["group.instance.id"] = f"{group}-{settings.instance_id}"
     return Consumer(config)
 

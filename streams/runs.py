@@ -17,7 +17,8 @@ from streams.service import utcnow
 from streams.settings import Settings
 
 __all__ = ["run_id_for", "request_run", "read_run", "wait_for_run", "run_status", "send_to_inbox",
-           "decide_approval", "cancel_record"]
+           "decide_approval", "cancel_run",
+           "NoSuchRun", "AlreadyEnded"]
 
 _RUN_NS = uuid.UUID("3b7f5f0e-2f5c-4d55-8d0e-6a3f9c4b2e11")
 
@@ -64,10 +65,27 @@ def decide_approval(settings: Settings, producer: Producer, codec: EventCodec, s
         actor=f"human:{approver}"))
 
 
-def cancel_record(state: RunState, *, reason: str, requested_by: str) -> Event:
-    return Event.of(RunCancelled(reason=reason, requested_by=requested_by), run_id=state.run_id,
-                    seq=0, event_id=str(uuid.uuid4()), tenant_id=state.tenant_id,
-                    event_time=utcnow(), actor=f"user:{requested_by}")
+class NoSuchRun(LookupError):
+    """No event of this run is on the log."""
+
+
+class AlreadyEnded(RuntimeError):
+    """The run reached a terminal event; it cannot change any more."""
+
+
+def cancel_run(settings: Settings, producer: Producer, codec: EventCodec, run_id: str, *,
+               reason: str, requested_by: str) -> RunState:
+    """Ask the orchestrator to cancel `run_id`; returns the run as it was."""
+    state = fold(read_run(settings, codec, run_id))
+    if state is None:
+        raise NoSuchRun(f"no run {run_id}")
+    if state.terminal:
+        raise AlreadyEnded(f"run {run_id} already ended ({state.status})")
+    send_to_inbox(settings, producer, codec, Event.of(
+        RunCancelled(reason=reason, requested_by=requested_by), run_id=run_id, seq=0,
+        event_id=str(uuid.uuid4()), tenant_id=state.tenant_id, event_time=utcnow(),
+        actor=f"user:{requested_by}"))
+    return state
 
 
 def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float) -> Iterator[Event]:

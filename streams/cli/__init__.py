@@ -11,7 +11,10 @@ import click
 from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.approvals import approvals
 from streams.cli.demo import demo
+from streams.cli.plan import plan
+from streams.cli.policy import policy
 from streams.cli.runs import runs, submit
+from streams.cli.tail import tail
 from streams.query_api import QueryError, run_query
 from streams.render import rows_table
 from streams.settings import load_settings
@@ -88,6 +91,9 @@ main.add_command(submit)
 main.add_command(runs)
 main.add_command(approvals)
 main.add_command(demo)
+main.add_command(policy)
+main.add_command(plan)
+main.add_command(tail)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import json
 
 import click
 
-from streams.approvals import NoSuchRun, NotWaiting, decide, pending_approvals
+from streams.approvals import NotWaiting, decide, pending_approvals
+from streams.runs import NoSuchRun
 from streams.cli.common import Context, fail, pass_ctx
 from streams.query_api import QueryError
 from streams.render import rows_table, timeline_table

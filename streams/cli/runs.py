@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 
 import click
@@ -9,7 +10,7 @@ import click
 from processors.state import fold
 from streams.cli.common import Context, fail, pass_ctx
 from streams.render import event_json, timeline_table
-from streams.runs import read_run, request_run, run_status, wait_for_run
+from streams.runs import AlreadyEnded, NoSuchRun, cancel_run, read_run, request_run, run_status, wait_for_run
 
 __all__ = ["submit", "runs"]
 
@@ -72,3 +73,18 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     ctx.console.print(timeline_table(run_id, events))
     if state and state.answer:
         ctx.console.print(f"\n[bold]answer[/]\n{state.answer}")
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", default="cancelled by a user", show_default=True, help="Recorded in RunCancelled.")
+@click.option("--by", "requested_by", help="Who cancels (default: the login name).")
+@pass_ctx
+def cancel(ctx: Context, run_id: str, reason: str, requested_by: str | None) -> None:
+    """Cancel a run: nothing more runs for it, and late results are ignored."""
+    try:
+        state = cancel_run(ctx.settings, ctx.producer, ctx.codec, run_id, reason=reason,
+                           requested_by=requested_by or getpass.getuser())
+    except (NoSuchRun, AlreadyEnded) as exc:
+        fail(str(exc))
+    ctx.console.print(f"cancel requested for run {run_id} (was {state.status})")
