@@ -31,7 +31,7 @@ def _query_sql(out: dict[str, Any]) -> str:
         return "The query returned no rows."
     if len(rows) == 1 and len(cols) == 1:
         return f"{cols[0]} = {rows[0][0]}"
-    shown = "; ".join(", ".join(f"{c}={v}" for c, v in zip(cols, row)) for row in rows[:5])
+    shown = "; ".join(", ".join(f"{c}={v}" for c, v in zip(cols, row, strict=False)) for row in rows[:5])
     more = f" (+{len(rows) - 5} more rows)" if len(rows) > 5 else ""
     return f"{out.get('row_count', len(rows))} row(s): {shown}{more}"
 

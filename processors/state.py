@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Mapping
+from collections.abc import Mapping
 
 from schemas.events import (
     ApprovalRequested, Event, ObservationCaptured, PlanGenerated, PlanStep, RunMetrics,

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, SkipValidation, model_validator
@@ -32,7 +32,7 @@ def _to_millis(value: datetime) -> datetime:
     # event equal to the one that was encoded.
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a timezone")
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 

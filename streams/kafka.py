@@ -86,7 +86,7 @@ def ensure_topics(settings: Settings) -> None:
     todo = [t for t in wanted if t.topic not in existing]
     if not todo:
         return
-    for topic, future in admin.create_topics(todo, operation_timeout=30).items():
+    for future in admin.create_topics(todo, operation_timeout=30).values():
         try:
             future.result()
         except KafkaException as exc:

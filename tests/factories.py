@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from schemas.events import (
     PAYLOAD_TYPES, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested,
@@ -12,7 +12,7 @@ from schemas.events import (
     ToolRejected,
 )
 
-T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
 CALL = ModelCall(provider="scripted", model="scripted-v1", prompt_version="scripted/1",
                  input_tokens=12, output_tokens=80, latency_ms=3, cost_usd=0.0)
 METRICS = RunMetrics(tool_calls=1, tickets_created=0, emails_sent=0, cost_usd=0.0015)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import click
 from rich.panel import Panel
@@ -49,7 +49,7 @@ def demo(ctx: Context) -> None:
     except SupervisorError as exc:
         fail(str(exc))
     con.print(f"stack up · Kafka [bold]{settings.bootstrap_servers}[/] · state in {settings.home}\n")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     submitted = []
     for name, text in SAMPLE_REQUESTS.items():
         run_id = request_run(settings, ctx.producer, ctx.codec, text=text, tenant_id="demo",

@@ -4,7 +4,6 @@ exactly, dead letters, and a restarted orchestrator rebuilding from the log."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 from collections import Counter
