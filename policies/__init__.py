@@ -16,11 +16,12 @@ from policies.engine import (
     load_policy,
     parse_policy,
 )
+from policies.reloader import PolicyReloader
 
 __all__ = [
-    "DEFAULT_POLICY_PATH", "METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule",
-    "ToolCatalog", "ToolContract", "load_policy", "parse_policy",
+    "DEFAULT_POLICY_PATH", "METRICS", "Action", "Decision", "Policy", "PolicyError",
+    "PolicyReloader", "Rule", "ToolCatalog", "ToolContract", "load_policy", "parse_policy",
 ]
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default.yaml")
-"""The shipped policy: the article's three rules, default allow."""
+"""The shipped policy: the article's three rules and read-only SQL, default allow."""

@@ -1,10 +1,15 @@
-"""Policy guard service: ToolProposed -> ToolApproved | ToolRejected | ApprovalRequested."""
+"""Policy guard service: ToolProposed -> ToolApproved | ToolRejected | ApprovalRequested.
+
+The policy file is watched: an edit takes effect on the next decision (checked at most once a
+second), a broken edit is refused and logged and the last good version keeps deciding. Each
+decision event carries the version that made it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from policies import load_policy
+from policies import PolicyError, PolicyReloader
 from processors.guard import decide_call
 from processors.tools.registry import default_registry
 from schemas.events import Event
@@ -16,11 +21,19 @@ from streams.worker import run_worker
 def main() -> None:
     settings = load_settings()
     ctx = ServiceContext("guard", settings)
-    policy = load_policy(settings.policy_file, registry=default_registry())
-    ctx.log.info("policy %s version %s", settings.policy_file, policy.version)
+    try:
+        reloader = PolicyReloader(settings.policy_file, registry=default_registry(), log=ctx.log)
+    except PolicyError as exc:
+        # No good version to fall back on: refuse to start rather than decide without rules.
+        ctx.log.error("cannot start without a valid policy: %s", exc)
+        raise SystemExit(1) from None
+    ctx.log.info("policy %s version %s (%d rules)", settings.policy_file,
+                 reloader.policy.version, len(reloader.policy.rules))
 
-    def handle(event: Event) -> Iterable[Event]:
-        yield decide_call(event, policy=policy, now=utcnow(), approval_ttl=settings.approval_ttl)
+    def handle(event: Event, _state: object) -> Iterable[Event]:
+        # The reloader logs each version change and each refused edit itself.
+        yield decide_call(event, policy=reloader.current(), now=utcnow(),
+                          approval_ttl=settings.approval_ttl)
 
     run_worker(ctx, handles=frozenset({"ToolProposed"}), handle=handle)
 

@@ -38,11 +38,12 @@ def ticket(policy: Policy, created: int) -> Decision:
 # ---- the shipped file -------------------------------------------------------------------------
 
 
-def test_default_file_holds_the_three_article_rules(policy: Policy) -> None:
+def test_default_file_holds_the_three_article_rules_and_read_only_sql(policy: Policy) -> None:
     assert [(r.name, r.action) for r in policy.rules] == [
         ("deny_external_email_without_approval", "require_human_approval"),
         ("deny_destructive_sql", "deny"),
         ("cap_ticket_creation_rate", "deny"),
+        ("deny_sql_writes", "deny"),
     ]
     assert policy.default == "allow"
     digest = hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()[:16]
@@ -70,6 +71,24 @@ def test_destructive_sql_is_denied(policy: Policy, statement: str) -> None:
     assert (decision.action, decision.rule) == ("deny", "deny_destructive_sql")
     assert decision.reason.startswith(f"rule deny_destructive_sql: {DESTRUCTIVE}")
     assert decision.policy_version == policy.version
+
+
+@pytest.mark.parametrize(("statement", "why"), [
+    ("UPDATE orders SET status = 'paid'", "a UPDATE statement"),
+    ("INSERT INTO orders (id) VALUES (1)", "a INSERT statement"),
+    ("SELECT * FROM orders; UPDATE orders SET status = 'paid'", "a UPDATE statement"),
+    ("PRAGMA writable_schema = 1", "a PRAGMA statement"),
+    ("DR/**/OP TABLE orders", "the SQL could not be parsed"),  # the regex misses it, the parser not
+])
+def test_writes_the_regex_misses_are_denied_by_the_parser(policy: Policy, statement: str,
+                                                           why: str) -> None:
+    decision = sql(policy, statement)
+    assert (decision.action, decision.rule) == ("deny", "deny_sql_writes")
+    assert decision.reason == f"rule deny_sql_writes: sql writes ({why})"
+
+
+def test_destructive_sql_is_decided_by_the_first_of_the_two_deny_rules(policy: Policy) -> None:
+    assert sql(policy, "DROP TABLE orders").reason.endswith("(also matched: deny_sql_writes)")
 
 
 @pytest.mark.parametrize("statement", [
