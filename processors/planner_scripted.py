@@ -95,6 +95,8 @@ class _Step:
 class ScriptedPlanner:
     """Turns a request into plan JSON by deterministic rules; the default planner."""
 
+    provider = "scripted"
+    """Recorded as the provider of every model call."""
     model = "scripted-v1"
     """Recorded as the model of every plan it writes."""
     prompt_version = "scripted/1"

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     """Tenant of requests that name none."""
     instance_id: str = "0"
     """This process's instance of its service: its static group membership and transactional id."""
+    models_file: Path = REPO_ROOT / "processors" / "models" / "models.yaml"
+    """Model providers, prices and each route's planner model."""
 
     @property
     def local_kafka(self) -> bool:

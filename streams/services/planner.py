@@ -1,36 +1,74 @@
-"""Planner service: RunStarted -> PlanGenerated | PlanRejected (scripted model by default)."""
+"""Planner service: RunStarted -> PlanGenerated | PlanRejected, by the route's planner model.
+
+The model configuration (`AGENTLOG_MODELS_FILE`) names each route's provider and model; a route
+it does not list uses `default` (the scripted planner as shipped). Every call is recorded with
+provider, model, prompt version, tokens, latency and cost. A model that cannot be reached
+becomes a PlanRejected saying the call failed, so the run still ends with the safe fallback.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from processors.planner_scripted import ScriptedPlanner
-from processors.planning import plan_result
-from processors.tools.registry import default_registry
+from processors.models import DEFAULT_ROUTE, ModelsConfig, plan_with, planner_for
+from processors.ports import PlannerModel
 from processors.state import RunState
-from schemas.events import Event, ModelCall, RunStarted
+from processors.tools.registry import ToolRegistry, default_registry
+from schemas.events import Event, PlanRejected, RunStarted
+from streams.models_config import (
+    ModelsConfigError,
+    api_keys_from_env,
+    load_models_config,
+    missing_api_keys,
+)
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
 from streams.worker import run_worker
 
+__all__ = ["route_planners", "main"]
+
+
+def route_planners(config: ModelsConfig, *, registry: ToolRegistry,
+                   api_keys: dict[str, str]) -> dict[str, PlannerModel]:
+    """A planner model per declared route; routes with the same choice share one (and its
+    HTTP connections)."""
+    built: dict[tuple[str, str, str], PlannerModel] = {}
+    planners: dict[str, PlannerModel] = {}
+    for route in config.routes:
+        choice = config.planner(route)
+        key = (choice.provider, choice.model, choice.prompt)
+        if key not in built:
+            built[key] = planner_for(route, config, registry=registry, api_keys=api_keys)
+        planners[route] = built[key]
+    return planners
+
 
 def main() -> None:
-    ctx = ServiceContext("planner", load_settings())
-    model = ScriptedPlanner()
+    settings = load_settings()
+    ctx = ServiceContext("planner", settings)
+    try:
+        config = load_models_config(settings.models_file)
+    except ModelsConfigError as exc:
+        # Planning with a model nobody configured would be a guess; refuse to start instead.
+        ctx.log.error("cannot start without a valid model configuration: %s", exc)
+        raise SystemExit(1) from None
     registry = default_registry()
+    planners = route_planners(config, registry=registry, api_keys=api_keys_from_env(config))
+    for name in missing_api_keys(config):
+        ctx.log.warning("%s is not set: calls to the providers that need it will fail", name)
+    for route, model in planners.items():
+        ctx.log.info("route %s plans with %s %s (%s)", route, model.provider, model.model,
+                     model.prompt_version)
 
     def handle(event: Event, _state: RunState | None) -> Iterable[Event]:
-        p = event.payload
-        assert isinstance(p, RunStarted)
-        started = time.perf_counter()
-        raw = model.plan(run_id=event.run_id, text=p.text, route=p.route)
-        latency = int((time.perf_counter() - started) * 1000)
-        tokens_in, tokens_out = model.usage(p.text, raw)
-        call = ModelCall(provider="scripted", model=model.model, prompt_version=model.prompt_version,
-                         input_tokens=tokens_in, output_tokens=tokens_out, latency_ms=latency,
-                         cost_usd=0.0)
-        yield plan_result(event, raw, model_call=call, registry=registry, now=utcnow())
+        request = event.payload
+        assert isinstance(request, RunStarted)
+        model = planners.get(request.route) or planners[DEFAULT_ROUTE]
+        result = plan_with(event, model, config=config, registry=registry, now=utcnow)
+        if isinstance(result.payload, PlanRejected):
+            ctx.log.warning("run %s (route %s, %s): plan rejected: %s", event.run_id,
+                            request.route, model.model, "; ".join(result.payload.errors)[:500])
+        yield result
 
     run_worker(ctx, handles=frozenset({"RunStarted"}), handle=handle)
 

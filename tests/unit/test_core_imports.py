@@ -8,7 +8,7 @@ import sys
 CORE = [
     "schemas.events", "schemas.codec", "processors.state", "processors.orchestrator",
     "processors.planning", "processors.guard", "processors.executor", "processors.responder",
-    "processors.plan", "processors.planner_scripted", "policies",
+    "processors.plan", "processors.planner_scripted", "processors.models", "policies",
 ]
 FORBIDDEN = ["confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "httpx",
              "requests", "urllib3", "fastapi", "uvicorn", "http.client", "smtplib", "sqlite3"]

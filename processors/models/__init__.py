@@ -1,0 +1,140 @@
+"""Model adapters for the planner, and how a route's configuration picks one.
+
+`planner_for` builds the `PlannerModel` a route's configuration names; `plan_with` makes the
+planning call and records it (provider, model, prompt version, tokens, latency, cost) in the
+PlanGenerated or PlanRejected it returns. A failed call becomes a PlanRejected saying so.
+
+The HTTP adapter is imported only when a route needs it, so replay and the recorded provider
+run without an HTTP client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from processors.models.config import (
+    DEFAULT_ROUTE,
+    ModelChoice,
+    ModelPrice,
+    ModelsConfig,
+    OpenAICompatibleProvider,
+    RouteModels,
+    ScriptedProvider,
+)
+from processors.models.errors import MODEL_CALL_FAILED, ModelError, NotRecorded
+from processors.models.recorded import RecordedPlanner, Recording
+from processors.planner_scripted import ScriptedPlanner
+from processors.planning import ACTOR, plan_result
+from processors.ports import PlannerModel
+from processors.prompts import load_prompt
+from processors.results import answer
+from processors.tools.registry import ToolRegistry, default_registry
+from schemas.events import Event, ModelCall, PlanRejected, RunStarted
+
+__all__ = [
+    "DEFAULT_ROUTE",
+    "MODEL_CALL_FAILED",
+    "ModelChoice",
+    "ModelError",
+    "ModelPrice",
+    "ModelsConfig",
+    "NotRecorded",
+    "OpenAICompatibleProvider",
+    "RecordedPlanner",
+    "Recording",
+    "RouteModels",
+    "ScriptedProvider",
+    "cost_usd",
+    "plan_with",
+    "planner_for",
+]
+
+def planner_for(
+    route: str,
+    config: ModelsConfig,
+    *,
+    registry: ToolRegistry | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> PlannerModel:
+    """The planner model of `route` (or of the default route) as `config` declares it.
+
+    registry: the tools a plan may use, shown in model prompts (default: the default registry).
+    api_keys: API keys by environment variable name, as the service read them; a provider whose
+        key is missing still builds, and each of its calls fails with a ModelError naming it.
+    """
+    choice = config.planner(route)
+    provider = config.provider(choice.provider)
+    if isinstance(provider, ScriptedProvider):
+        return ScriptedPlanner()
+    # Imported here: only routes with a model provider need httpx.
+    from processors.models.openai_compatible import OpenAICompatiblePlanner
+
+    key_env = provider.api_key_env
+    return OpenAICompatiblePlanner(
+        base_url=provider.base_url, model=choice.model,
+        prompt=load_prompt("planner", choice.prompt),
+        registry=registry if registry is not None else default_registry(),
+        api_key=(api_keys or {}).get(key_env) if key_env else None, api_key_env=key_env,
+        timeout_s=provider.timeout_s, max_retries=provider.max_retries,
+        backoff_s=provider.backoff_s, max_backoff_s=provider.max_backoff_s,
+    )
+
+
+def cost_usd(config: ModelsConfig, model: str, input_tokens: int, output_tokens: int) -> float:
+    """What a call of `model` with these token counts costs by the price table."""
+    if input_tokens < 0 or output_tokens < 0:
+        raise ValueError(f"token counts cannot be negative ({input_tokens}, {output_tokens})")
+    price = config.price(model)
+    cost = input_tokens / 1000 * price.input_usd_per_1k + output_tokens / 1000 * price.output_usd_per_1k
+    return round(cost, 9)  # sub-nano-dollar float noise only makes equal costs differ
+
+
+def plan_with(
+    started: Event,
+    model: PlannerModel,
+    *,
+    config: ModelsConfig,
+    registry: ToolRegistry,
+    now: Callable[[], datetime],
+    clock: Callable[[], float] = time.perf_counter,
+) -> Event:
+    """Ask `model` for the plan of the RunStarted `started`; PlanGenerated or PlanRejected.
+
+    config: prices the call (a RecordedPlanner's calls keep their recorded ModelCall).
+    registry: what the plan is validated against.
+    now: the event time of the answer, read after the call.
+    clock: seconds, for the call's latency.
+    """
+    request = started.payload
+    if not isinstance(request, RunStarted):
+        raise TypeError(f"plan_with needs a RunStarted, got {started.event_type}")
+    begun = clock()
+    try:
+        raw = model.plan(run_id=started.run_id, text=request.text, route=request.route)
+        tokens_in, tokens_out = model.usage(request.text, raw)
+    except ModelError as exc:
+        # The run must end, safely: the orchestrator answers a PlanRejected with its fallback.
+        call = (model.model_call(started.run_id) if isinstance(model, RecordedPlanner)
+                else _call(model, latency_ms=_ms(clock() - begun), tokens=(0, 0), cost=0.0))
+        rejected = PlanRejected(errors=[f"{MODEL_CALL_FAILED}: {exc}"], raw_output="",
+                                model_call=call)
+        return answer(started, rejected, actor=ACTOR, now=now())
+    if isinstance(model, RecordedPlanner):
+        # Replay reports the call as it was made, so a replayed plan event equals the original.
+        call = model.model_call(started.run_id)
+    else:
+        call = _call(model, latency_ms=_ms(clock() - begun), tokens=(tokens_in, tokens_out),
+                     cost=cost_usd(config, model.model, tokens_in, tokens_out))
+    return plan_result(started, raw, model_call=call, registry=registry, now=now())
+
+
+def _call(model: PlannerModel, *, latency_ms: int, tokens: tuple[int, int], cost: float) -> ModelCall:
+    return ModelCall(provider=model.provider, model=model.model, prompt_version=model.prompt_version,
+                     input_tokens=tokens[0], output_tokens=tokens[1], latency_ms=latency_ms,
+                     cost_usd=cost)
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
