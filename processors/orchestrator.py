@@ -14,8 +14,7 @@ from datetime import datetime
 from processors.observations import summarize
 from processors.state import REQUEST_ANSWERS, RunState, Status, evolve
 from schemas.events import (
-    ApprovalRequested, BudgetExceeded, Event, ObservationCaptured, Record, ResponseDrafted,
-    ResponseFinalized, ResponseRequested, RunCancelled, RunCompleted, RunFailed, RunRequested,
+    ApprovalRequested, BudgetExceeded, Event, ObservationCaptured, Record, ResponseFinalized, ResponseRequested, RunCancelled, RunCompleted, RunFailed, RunRequested,
     RunStarted, ToolApproved, ToolExecuted, ToolProposed, ToolRejected,
 )
 
@@ -24,6 +23,7 @@ __all__ = ["Outcome", "OrchestratorConfig", "handle", "event_id_for", "due_expir
 ACTOR = "orchestrator"
 _ID_NAMESPACE = uuid.UUID("6f1c1f1e-4a8b-4e0e-9a57-2a6b8f0c9d10")
 
+NO_BUDGET_ANSWER = "Nothing was done: the budget for this work is used up. ({reason})"
 FALLBACK_ANSWER = (
     "I could not make a safe plan for this request, so no tool was run. "
     "Please rephrase it or ask a person for help. ({reason})"
@@ -125,6 +125,8 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
         return _next_step(state, config, cause)
     if kind == "PlanRejected":
         return ResponseFinalized(text=FALLBACK_ANSWER.format(reason=state.failure)), ACTOR, cause
+    if kind == "BudgetExceeded" and not state.steps:
+        return ResponseFinalized(text=NO_BUDGET_ANSWER.format(reason=state.failure)), ACTOR, cause
     if kind == "ToolRejected":
         assert isinstance(p, ToolRejected)
         return ObservationCaptured(step_id=p.step_id, tool=p.tool, status="denied",
@@ -150,13 +152,11 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
                             rejected_by=who), ACTOR, cause
     if kind == "BudgetExceeded":
         return _request_response(state, cause)
-    if kind == "ResponseDrafted":
-        assert isinstance(p, ResponseDrafted)
-        return ResponseFinalized(text=p.text, model_call=None), ACTOR, cause
     if kind == "ResponseFinalized":
         duration = int((last.event_time - state.started_at).total_seconds() * 1000)
         if state.failure is not None:
-            return RunFailed(stage="planning", reason=state.failure), ACTOR, cause
+            stage = "budget" if state.stopped else "planning"
+            return RunFailed(stage=stage, reason=state.failure), ACTOR, cause
         return RunCompleted(outcome=_outcome(state), tool_calls=state.metrics.tool_calls,
                             cost_usd=state.metrics.cost_usd, duration_ms=duration), ACTOR, cause
     return None
@@ -190,6 +190,8 @@ def _request_response(state: RunState, cause: str) -> _Draft:
 
 
 def _outcome(state: RunState) -> str:
+    if state.stopped is not None:
+        return "budget_exceeded"
     statuses = [o.status for o in state.observations]
     if statuses and all(s == "ok" for s in statuses) and len(statuses) == len(state.steps):
         return "succeeded"

@@ -25,22 +25,25 @@ def _line(o: ObservationCaptured) -> str:
     return f"- {o.tool} ({o.step_id}): {_LEAD.get(o.status, '')}{o.summary}"
 
 
-def compose(request: ResponseRequested) -> str:
-    """A deterministic answer: what was asked, then each step's outcome."""
+def compose(request: ResponseRequested, *, stopped: str | None = None) -> str:
+    """A deterministic answer: what was asked, each step's outcome, and why it stopped early."""
     obs = request.observations
+    tail = [f"Stopped early — {stopped}."] if stopped else []
     if not obs:
-        return f"I could not act on “{request.request_text}”: no step was allowed to run."
+        return "\n".join([f"I could not act on “{request.request_text}”: no step was allowed to run.",
+                          *tail])
     done = sum(o.status == "ok" for o in obs)
     head = ("Done." if done == len(obs)
             else f"Partly done: {done} of {len(obs)} step(s) succeeded." if done
             else "Nothing was done.")
-    return "\n".join([f"{head} You asked: “{request.request_text}”", *map(_line, obs)])
+    return "\n".join([f"{head} You asked: “{request.request_text}”", *map(_line, obs), *tail])
 
 
-def draft_response(requested: Event, *, now: datetime) -> Event:
+def draft_response(requested: Event, *, now: datetime, stopped: str | None = None) -> Event:
+    """The template draft; `stopped` is the run's reason for stopping early, if any."""
     p = requested.payload
     assert isinstance(p, ResponseRequested)
-    text = compose(p)
+    text = compose(p, stopped=stopped)
     call = ModelCall(provider="scripted", model=TEMPLATE_MODEL, prompt_version="respond/1",
                      input_tokens=sum(len(o.summary.split()) for o in p.observations),
                      output_tokens=len(text.split()), latency_ms=0, cost_usd=0.0)

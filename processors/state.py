@@ -19,10 +19,13 @@ __all__ = ["RunState", "Status", "evolve", "fold", "REQUEST_ANSWERS", "new_run"]
 
 # A request event the orchestrator appends, and the result types a worker may answer it with.
 REQUEST_ANSWERS: Mapping[str, frozenset[str]] = MappingProxyType({
-    "RunStarted": frozenset({"PlanGenerated", "PlanRejected"}),
+    # A planner may also refuse to spend: the tenant's daily budget is used up.
+    "RunStarted": frozenset({"PlanGenerated", "PlanRejected", "BudgetExceeded"}),
     "ToolProposed": frozenset({"ToolApproved", "ToolRejected", "ApprovalRequested"}),
     "ToolApproved": frozenset({"ToolExecuted"}),
     "ResponseRequested": frozenset({"ResponseDrafted"}),
+    # The draft goes to the finalizer (a stronger model, or a pass-through).
+    "ResponseDrafted": frozenset({"ResponseFinalized"}),
 })
 
 _STATUS_AFTER = {
@@ -77,7 +80,9 @@ class RunState:
     metrics: RunMetrics = _NO_METRICS
     answer: str | None = None
     failure: str | None = None
-    """Why the run cannot succeed (a rejected plan), decided before its last events."""
+    """Why the run cannot succeed (a rejected plan, no budget to plan), decided early."""
+    stopped: str | None = None
+    """Why the run stopped before its plan was done (a budget), for the answer and outcome."""
 
     @property
     def terminal(self) -> bool:
@@ -142,6 +147,11 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     elif kind == "ObservationCaptured":
         assert isinstance(p, ObservationCaptured)
         changes.update(observations=state.observations + (p,), step_index=state.step_index + 1)
+    elif kind == "BudgetExceeded":
+        reason = f"{p.limit} exceeded: {p.reason}"  # type: ignore[union-attr]
+        changes["stopped"] = reason
+        if not state.steps:
+            changes["failure"] = reason
     elif kind == "ResponseDrafted":
         changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)  # type: ignore[union-attr]
     elif kind == "ResponseFinalized":

@@ -72,13 +72,13 @@ def parse_models_config(text: str, *, source: str = "<string>") -> ModelsConfig:
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise ModelsConfigError(f"{source}: {problems}") from None
     for route, jobs in config.routes.items():
-        choice = jobs.planner
-        if isinstance(config.providers[choice.provider], ScriptedProvider):
-            continue  # the scripted planner has rules, not a prompt
-        try:
-            load_prompt("planner", choice.prompt)
-        except PromptError as exc:
-            raise ModelsConfigError(f"{source}: routes.{route}.planner.prompt: {exc}") from None
+        for job, choice in (("planner", jobs.planner), ("finalizer", jobs.finalizer)):
+            if choice is None or isinstance(config.providers[choice.provider], ScriptedProvider):
+                continue  # the scripted planner has rules, not a prompt
+            try:
+                load_prompt(job, choice.prompt)
+            except PromptError as exc:
+                raise ModelsConfigError(f"{source}: routes.{route}.{job}.prompt: {exc}") from None
     return config
 
 

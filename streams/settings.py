@@ -6,6 +6,7 @@ Local defaults start everything on this machine; setting `AGENTLOG_BOOTSTRAP`,
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +62,10 @@ class Settings(BaseSettings):
     """Tenant of requests that name none."""
     instance_id: str = "0"
     """This process's instance of its service: its static group membership and transactional id."""
+    tenant_daily_budget_usd: float | None = None
+    """What a tenant may spend per UTC day on model and tool calls; unset: no daily limit."""
+    tenant_budgets: dict[str, float] = {}
+    """Per-tenant daily limits over the default, e.g. AGENTLOG_TENANT_BUDGETS='{"acme": 25}'."""
     models_file: Path = REPO_ROOT / "processors" / "models" / "models.yaml"
     """Model providers, prices and each route's planner model."""
 
@@ -88,6 +93,9 @@ class Settings(BaseSettings):
     def approval_ttl(self) -> timedelta:
         return timedelta(seconds=self.approval_ttl_s)
 
+    def tenant_budget(self, tenant_id: str) -> float | None:
+        return self.tenant_budgets.get(tenant_id, self.tenant_daily_budget_usd)
+
     def path(self, *parts: str) -> Path:
         """A path under the state directory."""
         return self.home.joinpath(*parts)
@@ -100,6 +108,8 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, dict):
+                value = json.dumps(value)
             env[f"AGENTLOG_{name.upper()}"] = str(value)
         return env
 

@@ -1,4 +1,7 @@
-"""The model configuration as data: providers, model prices, and each route's planner model.
+"""The model configuration as data: providers, model prices, and each route's models.
+
+A route has a planner model, and may have a finalizer: a (usually stronger) model that turns
+the response builder's draft into the final answer.
 
 Pure and checked as a whole (a route naming an undeclared provider or model is refused), so a
 bad file stops the planner at start, not at its first request. Reading the YAML file and the
@@ -119,6 +122,9 @@ class RouteModels(BaseModel):
 
     planner: ModelChoice
     """The model that writes the plan."""
+    finalizer: ModelChoice | None = None
+    """The model that writes the final answer from the response builder's draft; unset: the
+    default route's, and with none there either, the draft is the final answer."""
 
 
 class ModelsConfig(BaseModel):
@@ -140,22 +146,44 @@ class ModelsConfig(BaseModel):
         if DEFAULT_ROUTE not in self.routes:
             raise ValueError(f"routes.{DEFAULT_ROUTE}: required (it serves every other route)")
         for route, jobs in self.routes.items():
-            choice, where = jobs.planner, f"routes.{route}.planner"
-            provider = self.providers.get(choice.provider)
-            if provider is None:
-                raise ValueError(f"{where}.provider: {choice.provider!r} is not declared under "
-                                 f"providers (declared: {', '.join(sorted(self.providers)) or 'none'})")
-            if choice.model not in self.models:
-                raise ValueError(f"{where}.model: {choice.model!r} has no price under models "
-                                 f"(declared: {', '.join(sorted(self.models)) or 'none'})")
-            if isinstance(provider, ScriptedProvider) and choice.model != ScriptedPlanner.model:
-                raise ValueError(f"{where}.model: the scripted provider only has "
-                                 f"{ScriptedPlanner.model!r}, not {choice.model!r}")
+            self._check(route, "planner", jobs.planner)
+            if jobs.finalizer is not None:
+                self._check(route, "finalizer", jobs.finalizer)
         return self
+
+    def _check(self, route: str, job: str, choice: ModelChoice) -> None:
+        where = f"routes.{route}.{job}"
+        provider = self.providers.get(choice.provider)
+        if provider is None:
+            raise ValueError(f"{where}.provider: {choice.provider!r} is not declared under "
+                             f"providers (declared: {', '.join(sorted(self.providers)) or 'none'})")
+        if isinstance(provider, ScriptedProvider) and job == "finalizer":
+            # The scripted provider has planning rules and nothing else; a finalizer that
+            # cannot write would only echo the draft, which leaving it out already does.
+            raise ValueError(f"{where}.provider: {choice.provider!r} is the scripted provider, "
+                             "which cannot be a finalizer (it only plans); name an "
+                             "openai_compatible provider, or leave finalizer out to send the "
+                             "draft as the final answer")
+        if choice.model not in self.models:
+            raise ValueError(f"{where}.model: {choice.model!r} has no price under models "
+                             f"(declared: {', '.join(sorted(self.models)) or 'none'})")
+        if isinstance(provider, ScriptedProvider) and choice.model != ScriptedPlanner.model:
+            raise ValueError(f"{where}.model: the scripted provider only has "
+                             f"{ScriptedPlanner.model!r}, not {choice.model!r}")
 
     def planner(self, route: str) -> ModelChoice:
         """The planner model of `route`, or of the default route when it has none of its own."""
         return (self.routes.get(route) or self.routes[DEFAULT_ROUTE]).planner
+
+    def finalizer(self, route: str) -> ModelChoice | None:
+        """The finalizer of `route`, else the default route's, else None (the draft is final).
+
+        A route without a finalizer of its own takes the default's, like an undeclared route.
+        """
+        own = self.routes.get(route)
+        if own is not None and own.finalizer is not None:
+            return own.finalizer
+        return self.routes[DEFAULT_ROUTE].finalizer
 
     def provider(self, name: str) -> ScriptedProvider | OpenAICompatibleProvider:
         """The provider called `name`; KeyError when it is not declared."""

@@ -1,32 +1,26 @@
 """A planner over any OpenAI-compatible `/chat/completions` endpoint (OpenAI, vLLM, Ollama …).
 
-Sync httpx, one client per planner (connections are reused). Failures that may pass — 429,
-5xx, timeouts, refused connections — are retried with exponential backoff and jitter, honoring
-`Retry-After`; other 4xx are not, since asking again gets the same answer. When every try has
-failed, `ModelError` says why. The model's content is returned exactly as written: judging it
-is the plan validator's job, and the raw text is what PlanRejected records.
+The HTTP side (retries, backoff, Retry-After, timeouts, the structured-output fallback) is
+`ChatClient`'s; this module says what a planning call asks. The model's content is returned
+exactly as written: judging it is the plan validator's job, and the raw text is what
+PlanRejected records.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 
-from processors.models.errors import ModelError
+from processors.models.chat import ChatClient, estimate_tokens
 from processors.plan import AgentPlan
 from processors.prompts import Prompt
 from processors.tools.registry import ToolRegistry
 
 __all__ = ["OpenAICompatiblePlanner", "render_tools", "user_message"]
-
-_SNIPPET = 300  # characters of a server's error body worth quoting in an error
-_CHARS_PER_TOKEN = 4  # rough estimate, used only when a server reports no usage
 
 
 class OpenAICompatiblePlanner:
@@ -67,24 +61,16 @@ class OpenAICompatiblePlanner:
         sleep: how to wait between attempts (a recorder in tests).
         transport: httpx transport (a mock in tests).
         """
-        if max_retries < 0 or timeout_s <= 0 or backoff_s < 0 or max_backoff_s < 0:
-            raise ValueError("max_retries, backoff_s and max_backoff_s must be >= 0, timeout_s > 0")
+        self._chat = ChatClient(
+            base_url=base_url, model=model, job="planner", api_key=api_key,
+            api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries,
+            backoff_s=backoff_s, max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
+            transport=transport)
         self.model = model
         self.prompt_version = prompt.version
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.url = self._chat.url
         self._system = prompt.render(tools=render_tools(registry))
-        self._api_key = api_key
-        self._api_key_env = api_key_env
-        self._timeout_s = timeout_s
-        self._max_retries = max_retries
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._rng = rng or random.Random()
-        self._sleep = sleep
-        self._json_schema = True  # until the server says it cannot do structured outputs
         self._last: tuple[str, tuple[int, int]] | None = None
-        self._client = httpx.Client(timeout=timeout_s, transport=transport,
-                                    headers={"User-Agent": "agentlog-planner"})
 
     @property
     def system_prompt(self) -> str:
@@ -93,32 +79,23 @@ class OpenAICompatiblePlanner:
 
     def plan(self, *, run_id: str, text: str, route: str = "default") -> str:
         """Ask the model for the plan of `text`; its content, exactly as written."""
-        if self._api_key is None and self._api_key_env:
-            raise ModelError(f"no API key for {self.url}: environment variable "
-                             f"{self._api_key_env} is not set for the planner")
         user = user_message(run_id=run_id, text=text, route=route)
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "system", "content": self._system},
-                         {"role": "user", "content": user}],
-            "temperature": 0,
-            "response_format": self._response_format(),
-        }
-        reply = self._post(body)
-        content = _content(reply, self.url)
-        self._last = (content, _usage(reply, (self._system + user, content)))
-        return content
+        reply = self._chat.complete(
+            [{"role": "system", "content": self._system}, {"role": "user", "content": user}],
+            temperature=0, json_schema=_PLAN_SCHEMA)
+        self._last = (reply.content, (reply.input_tokens, reply.output_tokens))
+        return reply.content
 
     def usage(self, text: str, output: str) -> tuple[int, int]:
         """(prompt, completion) tokens of the call that returned `output`, as the server
         reported them; estimated at 4 characters a token when it did not."""
         if self._last is not None and self._last[0] == output:
             return self._last[1]
-        return _estimate(self._system + text), _estimate(output)
+        return estimate_tokens(self._system + text), estimate_tokens(output)
 
     def close(self) -> None:
         """Close the HTTP connections."""
-        self._client.close()
+        self._chat.close()
 
     def __enter__(self) -> OpenAICompatiblePlanner:
         return self
@@ -126,57 +103,10 @@ class OpenAICompatiblePlanner:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # ---- HTTP ------------------------------------------------------------------------------
 
-    def _response_format(self) -> dict[str, Any]:
-        if not self._json_schema:
-            return {"type": "json_object"}
-        # Not strict: strict mode demands every property be required and no free-form objects,
-        # which a tool's `input` is. The validator enforces the contract either way.
-        return {"type": "json_schema", "json_schema": {
-            "name": "AgentPlan", "schema": AgentPlan.model_json_schema(), "strict": False}}
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-
-    def _post(self, body: dict[str, Any]) -> Mapping[str, Any]:
-        attempt = 0
-        while True:
-            retry_after: float | None = None
-            try:
-                response = self._client.post(self.url, json=body, headers=self._headers())
-            except httpx.TimeoutException:
-                reason = f"no answer within {self._timeout_s:g} s"
-            except httpx.TransportError as exc:
-                reason = f"cannot reach the server ({type(exc).__name__}: {exc})"
-            except httpx.HTTPError as exc:  # anything else httpx raises is no transient fault
-                raise ModelError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
-            else:
-                status = response.status_code
-                if status == 400 and self._json_schema and _about_response_format(response):
-                    # Older vLLM/Ollama builds lack json_schema; JSON mode still keeps the model
-                    # to JSON. Remembered, so later calls do not pay for the refusal again.
-                    self._json_schema = False
-                    body = {**body, "response_format": self._response_format()}
-                    continue
-                if response.is_success:
-                    return _json_body(response, self.url)
-                reason = f"HTTP {status}: {_snippet(response)}"
-                if status != 429 and status < 500:
-                    raise ModelError(f"{self.url} refused the request ({reason}); not retried")
-                retry_after = _retry_after(response)
-            if attempt >= self._max_retries:
-                tries = "1 try" if attempt == 0 else f"{attempt + 1} tries"
-                raise ModelError(f"{self.model} at {self.url} failed after {tries}; last: {reason}")
-            self._sleep(self._delay(attempt, retry_after))
-            attempt += 1
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._max_backoff_s)
-        base = min(self._backoff_s * 2**attempt, self._max_backoff_s)
-        # Jitter spreads the retries of many planners that failed together.
-        return min(base + self._rng.uniform(0, base / 2), self._max_backoff_s)
+# Not strict: strict mode demands every property be required and no free-form objects, which
+# a tool's `input` is. The validator enforces the contract either way.
+_PLAN_SCHEMA = {"name": "AgentPlan", "schema": AgentPlan.model_json_schema(), "strict": False}
 
 
 def render_tools(registry: ToolRegistry) -> str:
@@ -194,62 +124,3 @@ def render_tools(registry: ToolRegistry) -> str:
 def user_message(*, run_id: str, text: str, route: str) -> str:
     """What the user turn of a planning call says."""
     return f"Run id: {run_id}\nRoute: {route}\nRequest:\n{text}"
-
-
-def _about_response_format(response: httpx.Response) -> bool:
-    body = response.text.lower()
-    return "response_format" in body or "json_schema" in body
-
-
-def _json_body(response: httpx.Response, url: str) -> Mapping[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise ModelError(f"{url} answered HTTP {response.status_code} with a body that is not "
-                         f"JSON: {_snippet(response)}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{url} answered {type(data).__name__}, not a chat completion object")
-    return data
-
-
-def _content(reply: Mapping[str, Any], url: str) -> str:
-    choices = reply.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise ModelError(f"{url} answered no choices: {json.dumps(reply)[:_SNIPPET]}")
-    message = choices[0].get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, list):  # some servers answer in parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict)) or None
-    if not isinstance(content, str):
-        refusal = message.get("refusal") if isinstance(message, dict) else None
-        why = f"refused: {refusal}" if refusal else f"finish_reason {choices[0].get('finish_reason')!r}"
-        raise ModelError(f"{url} answered no content ({why})")
-    return content
-
-
-def _usage(reply: Mapping[str, Any], texts: tuple[str, str]) -> tuple[int, int]:
-    usage = reply.get("usage")
-    counts = []
-    for key, text in zip(("prompt_tokens", "completion_tokens"), texts, strict=True):
-        value = usage.get(key) if isinstance(usage, dict) else None
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        counts.append(value if ok else _estimate(text))
-    return counts[0], counts[1]
-
-
-def _estimate(text: str) -> int:
-    return max(1, math.ceil(len(text) / _CHARS_PER_TOKEN))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    # Seconds only; an HTTP date is rare from model servers and falls back to the backoff.
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def _snippet(response: httpx.Response) -> str:
-    text = " ".join(response.text.split())
-    return (text[:_SNIPPET] + "…") if len(text) > _SNIPPET else (text or "<empty body>")

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from processors.models import DEFAULT_ROUTE, ModelsConfig, plan_with, planner_for
+from processors.planning import ACTOR
 from processors.ports import PlannerModel
+from processors.results import answer
 from processors.state import RunState
 from processors.tools.registry import ToolRegistry, default_registry
-from schemas.events import Event, PlanRejected, RunStarted
+from schemas.events import BudgetExceeded, Event, PlanRejected, RunStarted
+from streams.budgets import tenant_spend_today
 from streams.models_config import (
     ModelsConfigError,
     api_keys_from_env,
@@ -22,7 +25,7 @@ from streams.models_config import (
     missing_api_keys,
 )
 from streams.service import ServiceContext, utcnow
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
 from streams.worker import run_worker
 
 __all__ = ["route_planners", "main"]
@@ -41,6 +44,19 @@ def route_planners(config: ModelsConfig, *, registry: ToolRegistry,
             built[key] = planner_for(route, config, registry=registry, api_keys=api_keys)
         planners[route] = built[key]
     return planners
+
+
+def _over_daily_budget(settings: Settings, event: Event) -> BudgetExceeded | None:
+    """BudgetExceeded when the tenant has spent its day's budget (checked before any model call)."""
+    limit = settings.tenant_budget(event.tenant_id)
+    if limit is None:
+        return None
+    spent = tenant_spend_today(settings, event.tenant_id)
+    if spent is None or spent < limit:
+        return None  # an unreadable store does not stop work; the warning is logged
+    return BudgetExceeded(limit="tenant_daily_usd", limit_value=limit, spent=round(spent, 6),
+                          reason=f"tenant {event.tenant_id} spent ${spent:.4f} of its "
+                                 f"${limit:.4f} daily budget")
 
 
 def main() -> None:
@@ -63,6 +79,11 @@ def main() -> None:
     def handle(event: Event, _state: RunState | None) -> Iterable[Event]:
         request = event.payload
         assert isinstance(request, RunStarted)
+        over = _over_daily_budget(settings, event)
+        if over is not None:
+            ctx.log.warning("run %s: %s", event.run_id, over.reason)
+            yield answer(event, over, actor=ACTOR, now=utcnow())
+            return
         model = planners.get(request.route) or planners[DEFAULT_ROUTE]
         result = plan_with(event, model, config=config, registry=registry, now=utcnow)
         if isinstance(result.payload, PlanRejected):

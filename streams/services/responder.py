@@ -1,24 +1,50 @@
-"""Response builder service: ResponseRequested -> ResponseDrafted."""
+"""Response builder service: ResponseRequested -> ResponseDrafted -> ResponseFinalized.
+
+The draft is written from the recorded observations by a template; the final answer by the
+route's finalizer model when the models file names one (a stronger model than the planner),
+otherwise the draft is final. A finalizer that fails leaves the draft as the answer (logged).
+It folds its runs from the log to know each run's route, request and why it stopped early.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from processors.models import final_response, writer_for
 from processors.responder import draft_response
 from processors.state import RunState
 from schemas.events import Event
+from streams.models_config import ModelsConfigError, api_keys_from_env, load_models_config
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
-from streams.worker import run_worker
+from streams.worker import Refused, run_worker
 
 
 def main() -> None:
-    ctx = ServiceContext("responder", load_settings())
+    settings = load_settings()
+    ctx = ServiceContext("responder", settings)
+    try:
+        config = load_models_config(settings.models_file)
+    except ModelsConfigError as exc:
+        ctx.log.error("cannot start without a valid model configuration: %s", exc)
+        raise SystemExit(1) from None
+    keys = api_keys_from_env(config)
+    writers = {route: writer_for(route, config, api_keys=keys) for route in config.routes}
 
-    def handle(event: Event, _state: RunState | None) -> Iterable[Event]:
-        yield draft_response(event, now=utcnow())
+    def handle(event: Event, state: RunState | None) -> Iterable[Event]:
+        if state is None:
+            raise Refused(f"{event.event_type} for run {event.run_id}, which has no history")
+        if event.event_type == "ResponseRequested":
+            yield draft_response(event, now=utcnow(), stopped=state.stopped)
+            return
+        writer = writers.get(state.route, writers.get("default"))
+        final, error = final_response(event, request_text=state.text, writer=writer, config=config,
+                                      now=utcnow())
+        if error is not None:
+            ctx.log.warning("run %s: finalizer failed, the draft is the answer: %s", event.run_id, error)
+        yield final
 
-    run_worker(ctx, handles=frozenset({"ResponseRequested"}), handle=handle)
+    run_worker(ctx, handles=frozenset({"ResponseRequested", "ResponseDrafted"}), handle=handle, fold=True)
 
 
 if __name__ == "__main__":

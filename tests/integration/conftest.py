@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,23 @@ class Stack:
 
     def sql(self, query: str) -> list[dict[str, Any]]:
         return json.loads(self.cli("sql", query, "--json").stdout)
+
+    def stop(self, service: str) -> None:
+        pid = self.cli_json("status")["services"][service]["pid"]
+        os.kill(pid, signal.SIGTERM)
+        eventually(lambda: not self.cli_json("status")["services"][service]["alive"],
+                   what=f"{service} to stop")
+
+    @contextmanager
+    def restarted(self, service: str, **env: str) -> Iterator[Stack]:
+        """Run `service` with extra AGENTLOG_* settings for a while, then as before."""
+        self.stop(service)
+        try:
+            Stack({**self.env, **env}, self.settings).cli("up")
+            yield self
+        finally:
+            self.stop(service)
+            self.cli("up")
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import uuid
 
 import httpx
@@ -63,28 +61,18 @@ def test_http_lists_parked_calls_and_a_rejection_ends_the_run_without_sending(st
 
 
 def test_an_unanswered_approval_expires_and_the_call_never_runs(stack: Stack):
-    guard = stack.cli_json("status")["services"]["guard"]["pid"]
-    os.kill(guard, signal.SIGTERM)
-    eventually(lambda: not stack.cli_json("status")["services"]["guard"]["alive"], what="the guard to stop")
-    short = Stack({**stack.env, "AGENTLOG_APPROVAL_TTL_S": "2"}, stack.settings)
-    try:
-        short.cli("up")
+    with stack.restarted("guard", AGENTLOG_APPROVAL_TTL_S="2"):
         out = stack.cli_json("submit", "Email the invoice to accounts@supplier.example", "--wait")
         assert out["status"] == "awaiting_approval"
-        run = eventually(lambda: (x := stack.cli_json("runs", "show", out["run_id"]))["status"] == "completed" and x,
-                         what="the approval to expire", timeout=30)
-        kinds = [e["event_type"] for e in run["events"]]
-        assert "ApprovalExpired" in kinds and "ToolApproved" not in kinds
-        expired = next(e for e in run["events"] if e["event_type"] == "ApprovalExpired")
-        assert expired["actor"] == "timer"
-        rejected = next(e for e in run["events"] if e["event_type"] == "ToolRejected")["payload"]
-        assert rejected["reason"] == "approval expired"
-        assert _mails_for(stack, out["run_id"]) == []
-    finally:
-        pid = stack.cli_json("status")["services"]["guard"]["pid"]
-        os.kill(pid, signal.SIGTERM)
-        eventually(lambda: not stack.cli_json("status")["services"]["guard"]["alive"], what="guard stop")
-        stack.cli("up")
+        run = eventually(lambda: (x := stack.cli_json("runs", "show", out["run_id"]))["status"] == "completed"
+                         and x, what="the approval to expire", timeout=30)
+    kinds = [e["event_type"] for e in run["events"]]
+    assert "ApprovalExpired" in kinds and "ToolApproved" not in kinds
+    expired = next(e for e in run["events"] if e["event_type"] == "ApprovalExpired")
+    assert expired["actor"] == "timer"
+    rejected = next(e for e in run["events"] if e["event_type"] == "ToolRejected")["payload"]
+    assert rejected["reason"] == "approval expired"
+    assert _mails_for(stack, out["run_id"]) == []
 
 
 def test_the_executor_refuses_a_call_the_guard_never_approved(stack: Stack):

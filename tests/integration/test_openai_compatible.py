@@ -1,35 +1,47 @@
-"""The OpenAI-compatible planner against a real HTTP server, then on the real stack.
+"""The OpenAI-compatible adapters against a real HTTP server: the planner, then the response
+writer; then the planner on the real stack.
 
-The server is a scriptable stand-in for OpenAI/vLLM/Ollama (stdlib `http.server` on a free
-loopback port): each test says what it answers — errors, delays, garbage, plans.
+The server is `tests/integration/openai_server.py`'s scriptable stand-in for OpenAI/vLLM/Ollama:
+each test says what it answers — errors, delays, garbage, plans, answers.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import signal
 import socket
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from processors.models import MODEL_CALL_FAILED, ModelError, plan_with
+from processors.models import (
+    MODEL_CALL_FAILED,
+    ModelError,
+    ModelsConfig,
+    final_response,
+    plan_with,
+    writer_for,
+)
 from processors.models.openai_compatible import OpenAICompatiblePlanner
+from processors.models.writer import OpenAICompatibleWriter, writer_message
 from processors.prompts import load_prompt
 from processors.tools.registry import default_registry
-from schemas.events import Event, PlanGenerated, PlanRejected, RunStarted
+from schemas.events import (
+    Event,
+    ModelCall,
+    PlanGenerated,
+    PlanRejected,
+    ResponseDrafted,
+    ResponseFinalized,
+    RunStarted,
+)
 from streams.models_config import parse_models_config
 from streams.service import utcnow
-from tests.integration.conftest import Stack, eventually
+from tests.integration.conftest import Stack
+from tests.integration.openai_server import FakeLLM, Reply, completion, serve_llm
 
 pytestmark = pytest.mark.integration
 
@@ -37,101 +49,21 @@ REGISTRY = default_registry()
 MODEL = "tiny-planner-1b"
 PRICES = {"input_usd_per_1k": 0.001, "output_usd_per_1k": 0.002}
 KEY_VAR, KEY = "FAKE_LLM_API_KEY", "sk-test-not-a-secret"
+WRITER_MODEL = "big-writer-70b"
 
 
 # ---- the stand-in server ------------------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    """One answer of the server."""
-
-    status: int = 200
-    body: Any = None
-    """A dict is sent as JSON, a str as it is."""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-    """Sleep before answering (a slow model)."""
-
-
-@dataclass
-class Seen:
-    at: float
-    body: dict[str, Any]
-    headers: dict[str, str]
-
-
-class FakeLLM:
-    """An OpenAI-compatible `/v1/chat/completions` answering from a script, then `respond`."""
-
-    def __init__(self) -> None:
-        self.script: deque[Reply] = deque()
-        self.respond: Callable[[dict[str, Any]], Reply] = lambda _body: Reply(500, "no script")
-        self.seen: list[Seen] = []
-        llm = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                body = json.loads(raw) if self.path == "/v1/chat/completions" else {}
-                llm.seen.append(Seen(time.monotonic(), body, dict(self.headers)))
-                reply = llm.script.popleft() if llm.script else llm.respond(body)
-                if self.path != "/v1/chat/completions":
-                    reply = Reply(404, {"error": {"message": f"no route {self.path}"}})
-                time.sleep(reply.delay_s)
-                data = (json.dumps(reply.body) if isinstance(reply.body, (dict, list))
-                        else str(reply.body or "")).encode()
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and hung up, as it should
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def reset(self, *replies: Reply) -> None:
-        self.script = deque(replies)
-        self.seen.clear()
-
-
 @pytest.fixture(scope="module")
 def llm() -> Iterator[FakeLLM]:
-    server = FakeLLM()
-    server.thread.start()
-    try:
+    with serve_llm() as server:
         yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
 
 
 @pytest.fixture
 def fresh(llm: FakeLLM) -> FakeLLM:
-    llm.reset()
-    llm.respond = lambda _body: Reply(500, "no script")
-    return llm
-
-
-def completion(content: str, *, prompt_tokens: int = 812, completion_tokens: int = 143) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "model": MODEL,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    return llm.fresh()
 
 
 def run_id_of(body: dict[str, Any]) -> str:
@@ -321,17 +253,11 @@ def test_nobody_listening_is_a_model_error_after_the_retries() -> None:
 # ---- real runs on the stack ---------------------------------------------------------------------
 
 
-def _stop_planner(stack: Stack) -> None:
-    pid = stack.cli_json("status")["services"]["planner"]["pid"]
-    os.kill(pid, signal.SIGTERM)
-    eventually(lambda: not stack.cli_json("status")["services"]["planner"]["alive"],
-               what="the planner to stop")
-
-
 @pytest.fixture(scope="module")
 def llm_stack(stack: Stack, llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The stack with its planner restarted on a models file whose route `llm` uses the
-    stand-in server and whose route `llm-down` points at a port nobody listens on."""
+    """The stack with its planner and responder restarted on a models file whose route `llm`
+    plans with the stand-in server, whose route `llm-down` points at a port nobody listens on,
+    and whose route `llm-final` plans with the scripted planner and finalizes with the server."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]
@@ -344,22 +270,21 @@ def llm_stack(stack: Stack, llm: FakeLLM, tmp_path_factory: pytest.TempPathFacto
             "down": {"kind": "openai_compatible", "base_url": f"http://127.0.0.1:{dead_port}/v1",
                      "timeout_s": 1, "max_retries": 1, "backoff_s": 0.05},
         },
-        "models": {"scripted-v1": {"input_usd_per_1k": 0, "output_usd_per_1k": 0}, MODEL: PRICES},
+        "models": {"scripted-v1": {"input_usd_per_1k": 0, "output_usd_per_1k": 0}, MODEL: PRICES,
+                   WRITER_MODEL: WRITER_PRICES},
         "routes": {
             "default": {"planner": {"provider": "scripted", "model": "scripted-v1"}},
             "llm": {"planner": {"provider": "fake", "model": MODEL, "prompt": "v1"}},
             "llm-down": {"planner": {"provider": "down", "model": MODEL}},
+            "llm-final": {"planner": {"provider": "scripted", "model": "scripted-v1"},
+                          "finalizer": {"provider": "fake", "model": WRITER_MODEL}},
         },
     }))  # JSON is YAML
-    _stop_planner(stack)
-    try:
-        Stack({**stack.env, "AGENTLOG_MODELS_FILE": str(models), KEY_VAR: KEY}, stack.settings).cli("up")
+    env = {"AGENTLOG_MODELS_FILE": str(models), KEY_VAR: KEY}
+    with stack.restarted("planner", **env), stack.restarted("responder", **env):
         log = stack.settings.path("logs", "planner.log").read_text()
         assert f"route llm plans with openai_compatible {MODEL} (planner/v1)" in log
         yield stack
-    finally:
-        _stop_planner(stack)
-        stack.cli("up")
 
 
 def _run(stack: Stack, text: str, route: str) -> dict[str, Any]:
@@ -425,3 +350,157 @@ def test_other_routes_still_plan_with_the_scripted_default(llm_stack: Stack) -> 
     assert run["submit_status"] == "completed"
     call = _payload(run, "PlanGenerated")["model_call"]
     assert (call["provider"], call["model"], call["cost_usd"]) == ("scripted", "scripted-v1", 0.0)
+
+
+# ---- the response writer against a real server --------------------------------------------------
+
+WRITER_PRICES = {"input_usd_per_1k": 0.0025, "output_usd_per_1k": 0.01}
+REQUEST = "How many customers do we have in Germany? Email them the new prices."
+DRAFT = ("Partly done: 1 of 2 step(s) succeeded. You asked: “" + REQUEST + "”\n"
+         "- query_sql (s1): 1,284 customers in Germany\n"
+         "- send_email (s2): Not done — blocked by policy: bulk email needs approval")
+ANSWER = ("You have 1,284 customers in Germany. I did not email them: sending to everyone "
+          "needs an approval first.")
+
+
+def test_a_finalizer_model_writes_the_final_answer_of_a_real_run(llm_stack: Stack, llm: FakeLLM) -> None:
+    llm.reset()
+    llm.respond = lambda body: Reply(body=completion("Refunds: 30 days, no questions asked.",
+                                                     prompt_tokens=200, completion_tokens=10))
+    run = _run(llm_stack, "What is our refund policy for annual plans?", "llm-final")
+    assert run["submit_status"] == "completed", run
+    drafted, final = _payload(run, "ResponseDrafted"), _payload(run, "ResponseFinalized")
+    assert drafted["model_call"]["provider"] == "scripted"  # the template drafts
+    assert final["text"] == "Refunds: 30 days, no questions asked." == run["answer"]
+    call = final["model_call"]
+    assert (call["provider"], call["model"], call["prompt_version"]) == (
+        "openai_compatible", WRITER_MODEL, "finalizer/v1")
+    assert call["cost_usd"] == pytest.approx(0.2 * WRITER_PRICES["input_usd_per_1k"]
+                                             + 0.01 * WRITER_PRICES["output_usd_per_1k"])
+    (seen,) = llm.seen
+    assert "response_format" not in seen.body and drafted["text"] in seen.body["messages"][-1]["content"]
+
+
+def writer(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatibleWriter, list[float]]:
+    """A writer on the stand-in that really sleeps, and notes each wait."""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    settings: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 2, "backoff_s": 0.05,
+                                "rng": random.Random(7), "api_key": KEY, **options}
+    return OpenAICompatibleWriter(base_url=llm.base_url, model=WRITER_MODEL,
+                                  prompt=load_prompt("finalizer", "v1"), sleep=sleep,
+                                  **settings), waits
+
+
+def finalizing_config(llm: FakeLLM, **provider: Any) -> ModelsConfig:
+    return parse_models_config(json.dumps({
+        "providers": {"scripted": {"kind": "scripted"},
+                      "big": {"kind": "openai_compatible", "base_url": llm.base_url,
+                              "api_key_env": KEY_VAR, "backoff_s": 0.01, **provider}},
+        "models": {"scripted-v1": {"input_usd_per_1k": 0, "output_usd_per_1k": 0},
+                   WRITER_MODEL: WRITER_PRICES},
+        "routes": {"default": {"planner": {"provider": "scripted", "model": "scripted-v1"},
+                               "finalizer": {"provider": "big", "model": WRITER_MODEL}}},
+    }))
+
+
+def drafted(run_id: str = "run-llm-00000001") -> Event:
+    call = ModelCall(provider="scripted", model="template-v1", prompt_version="respond/1",
+                     input_tokens=20, output_tokens=40, latency_ms=0, cost_usd=0.0)
+    return Event.of(ResponseDrafted(text=DRAFT, model_call=call), run_id=run_id, seq=0,
+                    event_id=f"{run_id}/drafted", tenant_id="t", event_time=utcnow(),
+                    actor="responder")
+
+
+def test_the_writer_returns_the_models_text_with_its_tokens_in_plain_text_mode(fresh: FakeLLM) -> None:
+    fresh.respond = lambda _body: Reply(body=completion(f"\n{ANSWER}\n", prompt_tokens=640,
+                                                        completion_tokens=42), delay_s=0.1)
+    model, waits = writer(fresh)
+    out = model.write(request_text=REQUEST, draft=DRAFT)
+
+    assert out.text == ANSWER  # surrounding blank lines dropped, the rest as written
+    assert (out.input_tokens, out.output_tokens) == (640, 42)
+    assert 100 <= out.latency_ms < 2000
+    assert (model.provider, model.model, model.prompt_version) == (
+        "openai_compatible", WRITER_MODEL, "finalizer/v1")
+    ((_, body, headers),) = [(s.at, s.body, s.headers) for s in fresh.seen]
+    assert "response_format" not in body  # an answer for people, not JSON
+    assert body["model"] == WRITER_MODEL and body["temperature"] == 0
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": load_prompt("finalizer", "v1").text}
+    assert user == {"role": "user", "content": writer_message(request_text=REQUEST, draft=DRAFT)}
+    assert f"<request>\n{REQUEST}\n</request>" in user["content"]
+    assert f"<draft>\n{DRAFT}\n</draft>" in user["content"]
+    assert headers["Authorization"] == f"Bearer {KEY}"
+    assert headers["User-Agent"] == "agentlog-finalizer"
+    assert waits == []
+
+
+def test_the_writer_retries_a_429_honoring_retry_after(fresh: FakeLLM) -> None:
+    fresh.reset(Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"}))
+    fresh.respond = lambda _body: Reply(body=completion(ANSWER))
+    model, waits = writer(fresh)
+    out = model.write(request_text=REQUEST, draft=DRAFT)
+    assert out.text == ANSWER
+    assert waits == [0.3] and len(fresh.seen) == 2
+    assert fresh.seen[1].at - fresh.seen[0].at >= 0.3
+    assert out.latency_ms >= 300  # the call's latency includes the wait
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("", "answered an empty response"),
+    ("  \n\t ", "answered an empty response"),
+    (None, r"answered no content \(finish_reason 'stop'\)"),
+])
+def test_an_empty_answer_is_a_model_error(fresh: FakeLLM, content: str | None, expected: str) -> None:
+    fresh.respond = lambda _body: Reply(body=completion(content))
+    model, waits = writer(fresh)
+    with pytest.raises(ModelError, match=expected):
+        model.write(request_text=REQUEST, draft=DRAFT)
+    assert (len(fresh.seen), waits) == (1, [])  # the model answered: asking again is no cure
+
+
+def test_the_writer_gives_up_after_its_retries(fresh: FakeLLM) -> None:
+    fresh.respond = lambda _body: Reply(503, {"error": {"message": "overloaded"}})
+    model, waits = writer(fresh, max_retries=1)
+    with pytest.raises(ModelError, match=rf"{WRITER_MODEL} at .* failed after 2 tries; last: HTTP 503"):
+        model.write(request_text=REQUEST, draft=DRAFT)
+    assert len(fresh.seen) == 2 and len(waits) == 1
+
+
+def test_a_configured_finalizer_writes_the_final_response_with_a_priced_call(fresh: FakeLLM) -> None:
+    fresh.respond = lambda _body: Reply(body=completion(ANSWER, prompt_tokens=1200,
+                                                        completion_tokens=300))
+    config = finalizing_config(fresh)
+    model = writer_for("support", config, api_keys={KEY_VAR: KEY})
+    trigger = drafted()
+    event, error = final_response(trigger, request_text=REQUEST, writer=model, config=config,
+                                  now=utcnow())
+    assert error is None
+    assert isinstance(event.payload, ResponseFinalized)
+    assert event.payload.text == ANSWER
+    call = event.payload.model_call
+    assert call is not None
+    assert (call.provider, call.model, call.prompt_version) == (
+        "openai_compatible", WRITER_MODEL, "finalizer/v1")
+    assert (call.input_tokens, call.output_tokens) == (1200, 300)
+    assert call.cost_usd == pytest.approx(1.2 * 0.0025 + 0.3 * 0.01)
+    assert (event.causation_id, event.actor) == (trigger.event_id, "responder")
+    assert fresh.seen[0].headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_a_finalizer_that_cannot_answer_sends_the_draft_and_says_why(fresh: FakeLLM) -> None:
+    fresh.respond = lambda _body: Reply(503, {"error": {"message": "overloaded"}})
+    config = finalizing_config(fresh, max_retries=1)
+    model = writer_for("default", config, api_keys={KEY_VAR: KEY})
+    event, error = final_response(drafted(), request_text=REQUEST, writer=model, config=config,
+                                  now=utcnow())
+    assert event.payload == ResponseFinalized(text=DRAFT, model_call=None)
+    assert error is not None and error.startswith(f"{WRITER_MODEL} at {fresh.base_url}/chat/completions "
+                                                  "failed after 2 tries; last: HTTP 503")
+    assert re.search(r"\(gave up after \d+ ms\)$", error), error
+    assert len(fresh.seen) == 2

@@ -8,8 +8,8 @@ from processors.orchestrator import FALLBACK_ANSWER, due_expiries, event_id_for,
 from processors.results import answer
 from processors.state import Status, fold
 from schemas.events import (
-    ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested, PlanRejected, ResponseDrafted,
-    RunCancelled, ToolRejected,
+    ApprovalDenied, ApprovalExpired, BudgetExceeded, ApprovalGranted, ApprovalRequested, PlanRejected, ResponseDrafted,
+    ResponseFinalized, RunCancelled, ToolRejected,
 )
 from tests.factories import CALL, T0, envelope
 from tests.harness import RUN, Run, approve, executed, plan
@@ -21,6 +21,9 @@ def test_a_run_goes_from_request_to_completion_with_dense_seq():
     r.reply("ToolProposed", approve("s1", "search_docs", '{"query": "refund"}'))
     r.reply("ToolApproved", executed("search_docs", {"hits": [{"doc": "refunds.md", "passage": "30 days"}]}))
     r.reply("ResponseRequested", ResponseDrafted(text="Refunds within 30 days.", model_call=CALL))
+    assert r.types()[-1] == "ResponseDrafted"  # the draft waits for its finalizer
+    r.reply("ResponseDrafted", ResponseFinalized(text="Refunds within 30 days.", model_call=CALL),
+            actor="responder")
     assert r.types() == [
         "RunStarted", "PlanGenerated", "ToolProposed", "ToolApproved", "ToolExecuted",
         "ObservationCaptured", "ResponseRequested", "ResponseDrafted", "ResponseFinalized", "RunCompleted",
@@ -85,6 +88,7 @@ def test_denied_call_becomes_an_observation_and_the_run_still_answers():
     assert obs.status == "denied" and obs.summary == "destructive"
     assert r.types()[-1] == "ResponseRequested"
     r.reply("ResponseRequested", ResponseDrafted(text="Not done.", model_call=CALL))
+    r.reply("ResponseDrafted", ResponseFinalized(text="Not done."))
     assert r.log[-1].payload.outcome == "refused"
     assert r.state.metrics.tool_calls == 0
 
@@ -131,7 +135,7 @@ def test_plan_rejected_gives_the_fallback_answer_and_runs_nothing():
     assert r.state.status == Status.FAILED and "steps: at least 1" in r.log[-1].payload.reason
 
 
-def test_budget_is_checked_before_a_call():
+def test_budget_is_checked_before_a_call_and_the_run_ends_with_an_answer():
     r = Run()
     r.request()
     r.reply("RunStarted", plan(("search_docs", {"query": "x"}), ("send_email", {}), budget=0.002))
@@ -139,6 +143,21 @@ def test_budget_is_checked_before_a_call():
     r.reply("ToolApproved", executed("search_docs", {"hits": []}))
     assert r.types()[-2:] == ["BudgetExceeded", "ResponseRequested"]
     assert r.last("BudgetExceeded").payload.spent == 0.0005
+    assert "send_email" not in [e.payload.tool for e in r.log if e.event_type == "ToolProposed"]
+    r.reply("ResponseRequested", ResponseDrafted(text="Found nothing; stopped.", model_call=CALL))
+    r.reply("ResponseDrafted", ResponseFinalized(text="Found nothing; stopped."))
+    assert r.log[-1].event_type == "RunCompleted" and r.log[-1].payload.outcome == "budget_exceeded"
+
+
+def test_a_planner_refusing_for_the_tenant_budget_ends_the_run_with_a_clear_answer():
+    r = Run()
+    r.request()
+    r.reply("RunStarted", BudgetExceeded(limit="tenant_daily_usd", limit_value=1.0, spent=1.2,
+                                         reason="tenant acme spent $1.20 of $1.00 today"))
+    assert r.types() == ["RunStarted", "BudgetExceeded", "ResponseFinalized", "RunFailed"]
+    assert "budget" in r.state.answer and "$1.20" in r.state.answer
+    failed = r.log[-1].payload
+    assert failed.stage == "budget" and "tenant_daily_usd" in failed.reason
 
 
 def test_after_cancellation_late_results_are_ignored():
