@@ -2,7 +2,8 @@
 
 The draft is written from the recorded observations by a template; the final answer by the
 route's finalizer model when the models file names one (a stronger model than the planner),
-otherwise the draft is final. A finalizer that fails leaves the draft as the answer (logged).
+otherwise the draft is final. A finalizer that fails leaves the draft as the answer (logged),
+and no finalizer is called once the run's or the tenant's budget is spent.
 It folds its runs from the log to know each run's route, request and why it stopped early.
 """
 
@@ -16,8 +17,23 @@ from processors.state import RunState
 from schemas.events import Event
 from streams.models_config import ModelsConfigError, api_keys_from_env, load_models_config
 from streams.service import ServiceContext, utcnow
-from streams.settings import load_settings
+from streams.budgets import tenant_spend_today
+from streams.settings import Settings, load_settings
 from streams.worker import Refused, run_worker
+
+
+def no_budget_for_finalizer(settings: Settings, state: RunState) -> str | None:
+    """Why a finalizer call must not spend more (checked before the call), or None."""
+    if state.stopped is not None:
+        return state.stopped
+    if state.budget_usd and state.metrics.cost_usd >= state.budget_usd:
+        return f"the run's budget ${state.budget_usd:.4f} is spent"
+    limit = settings.tenant_budget(state.tenant_id)
+    if limit is not None:
+        spent = tenant_spend_today(settings, state.tenant_id)
+        if spent is not None and spent >= limit:
+            return f"tenant {state.tenant_id} spent ${spent:.4f} of its ${limit:.4f} daily budget"
+    return None
 
 
 def main() -> None:
@@ -38,6 +54,9 @@ def main() -> None:
             yield draft_response(event, now=utcnow(), stopped=state.stopped)
             return
         writer = writers.get(state.route, writers.get("default"))
+        if writer is not None and (why := no_budget_for_finalizer(settings, state)) is not None:
+            ctx.log.info("run %s: the draft is final, no finalizer call: %s", event.run_id, why)
+            writer = None
         final, error = final_response(event, request_text=state.text, writer=writer, config=config,
                                       now=utcnow())
         if error is not None:
