@@ -17,7 +17,7 @@ from streams.service import utcnow
 from streams.settings import Settings
 
 __all__ = ["run_id_for", "request_run", "read_run", "wait_for_run", "run_status", "send_to_inbox",
-           "decide_approval", "cancel_run",
+           "decide_approval", "cancel_run", "follow_run",
            "NoSuchRun", "AlreadyEnded"]
 
 _RUN_NS = uuid.UUID("3b7f5f0e-2f5c-4d55-8d0e-6a3f9c4b2e11")
@@ -111,6 +111,12 @@ def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float
                 return  # no end-of-partition seen at all: the broker is not answering
     finally:
         reader.close()
+
+
+def follow_run(settings: Settings, codec: EventCodec, run_id: str, *,
+               timeout_s: float) -> Iterator[Event]:
+    """The run's events so far, then each new one as it is committed, for `timeout_s`."""
+    return _scan(settings, codec, run_id, follow_s=timeout_s)
 
 
 def read_run(settings: Settings, codec: EventCodec, run_id: str) -> list[Event]:

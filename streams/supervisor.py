@@ -18,6 +18,7 @@ from urllib import request
 
 from infra import kafka as local_kafka
 from processors.tools.backends.sql import create_sample_database
+from streams.api_keys import KeyStore, api_keys_file, ensure_local_key, local_key_file
 from streams.backends import backend_config
 from streams.kafka import ensure_topics, wait_for_broker
 from streams.settings import REPO_ROOT, Settings
@@ -149,6 +150,8 @@ def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:
     else:
         wait_for_broker(settings, timeout_s=30)
     ensure_topics(settings)
+    ensure_local_key(KeyStore(api_keys_file(settings)), local_key_file(settings),
+                     tenant_id=settings.default_tenant)
     cfg = backend_config(settings)
     Path(cfg.sql_path).parent.mkdir(parents=True, exist_ok=True)
     create_sample_database(cfg.sql_path)
@@ -191,4 +194,5 @@ def status(settings: Settings) -> dict[str, object]:
         broker = processes(settings)[0]
         kafka.update(pid=_pid(settings, broker), alive=alive(settings, broker))
     return {"home": str(settings.home), "kafka": kafka, "services": services,
-            "gateway": f"http://127.0.0.1:{settings.gateway_port}"}
+            "gateway": {"url": f"http://127.0.0.1:{settings.gateway_port}",
+                        "local_key_file": str(local_key_file(settings))}}

@@ -11,10 +11,12 @@ import click
 from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.approvals import approvals
 from streams.cli.demo import demo
+from streams.cli.keys import keys
 from streams.cli.plan import plan
 from streams.cli.policy import policy
 from streams.cli.runs import runs, submit
 from streams.cli.tail import tail
+from streams.api_keys import local_key_file
 from streams.query_api import QueryError, run_query
 from streams.render import rows_table
 from streams.settings import load_settings
@@ -41,6 +43,8 @@ def up_cmd(ctx: Context) -> None:
     note = f"started {', '.join(started)}" if started else "everything was already running"
     ctx.console.print(f"[green]agentlog is up[/] ({note}) · Kafka {ctx.settings.bootstrap_servers}"
                       f" · gateway http://127.0.0.1:{ctx.settings.gateway_port}")
+    secret = local_key_file(ctx.settings).read_text().strip()
+    ctx.console.print(f"local API key (tenant {ctx.settings.default_tenant}): {secret}", soft_wrap=True)
 
 
 @main.command("down")
@@ -94,6 +98,7 @@ main.add_command(demo)
 main.add_command(policy)
 main.add_command(plan)
 main.add_command(tail)
+main.add_command(keys)
 
 
 if __name__ == "__main__":

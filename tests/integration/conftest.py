@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from streams.settings import Settings
@@ -52,6 +53,13 @@ class Stack:
 
     def sql(self, query: str) -> list[dict[str, Any]]:
         return json.loads(self.cli("sql", query, "--json").stdout)
+
+    def client(self, tenant: str = "default", *roles: str) -> httpx.Client:
+        """An HTTP client of the gateway holding a fresh API key of `tenant` (all roles unless given)."""
+        role_args = [a for r in roles for a in ("--role", r)]
+        key = self.cli_json("keys", "create", "--tenant", tenant, "--name", f"tests-{tenant}", *role_args)
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.settings.gateway_port}",
+                            headers={"Authorization": f"Bearer {key['secret']}"}, timeout=30)
 
     def stop(self, service: str) -> None:
         pid = self.cli_json("status")["services"][service]["pid"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
 import pytest
 from confluent_kafka import Producer
 
@@ -22,10 +21,6 @@ from tests.integration.test_log_contract import read_topic
 pytestmark = pytest.mark.integration
 
 
-def _base(stack: Stack) -> str:
-    return f"http://127.0.0.1:{stack.settings.gateway_port}"
-
-
 def _park_email(stack: Stack, to: str) -> str:
     out = stack.cli_json("submit", f"Send an email to {to} about the contract renewal", "--wait",
                          "--tenant", "acme")
@@ -40,13 +35,16 @@ def _mails_for(stack: Stack, run_id: str) -> list:
 
 def test_http_lists_parked_calls_and_a_rejection_ends_the_run_without_sending(stack: Stack):
     run_id = _park_email(stack, "buyer@other-corp.example")
-    base = _base(stack)
-    listed = eventually(lambda: [a for a in httpx.get(f"{base}/v1/approvals", params={"tenant_id": "acme"}).json()
-                                 if a["run_id"] == run_id], what="the call in GET /v1/approvals")
+    http = stack.client("acme")
+    listed = eventually(lambda: [a for a in http.get("/v1/approvals").json() if a["run_id"] == run_id],
+                        what="the call in GET /v1/approvals")
     assert listed[0]["rule"] == "deny_external_email_without_approval"
-    assert httpx.get(f"{base}/v1/approvals", params={"tenant_id": "nobody"}).json() == []
+    assert stack.client("nobody").get("/v1/approvals").json() == []  # another tenant sees none
+    reader = stack.client("acme", "read")
+    refused = reader.post(f"/v1/runs/{run_id}/reject", json={"approver": "x"})
+    assert refused.status_code == 403 and "may not approve" in refused.json()["error"]["message"]
 
-    r = httpx.post(f"{base}/v1/runs/{run_id}/reject", json={"approver": "sec-lead", "reason": "unknown buyer"})
+    r = http.post(f"/v1/runs/{run_id}/reject", json={"approver": "sec-lead", "reason": "unknown buyer"})
     assert r.status_code == 202 and r.json() == {"run_id": run_id, "step_id": "s1", "decision": "rejected"}
     run = eventually(lambda: (x := stack.cli_json("runs", "show", run_id))["status"] == "completed" and x,
                      what="the rejected run to finish")
@@ -54,10 +52,10 @@ def test_http_lists_parked_calls_and_a_rejection_ends_the_run_without_sending(st
     assert rejected["rejected_by"] == "sec-lead" and "unknown buyer" in rejected["reason"]
     assert "ToolExecuted" not in [e["event_type"] for e in run["events"]]
     assert _mails_for(stack, run_id) == []
-    again = httpx.post(f"{base}/v1/runs/{run_id}/approve", json={"approver": "x"})
-    assert again.status_code == 409 and "not waiting" in again.json()["detail"]
-    assert httpx.post(f"{base}/v1/runs/{uuid.uuid4()}/approve", json={"approver": "x"}).status_code == 404
-    assert httpx.post(f"{base}/v1/runs/{run_id}/approve", json={}).status_code == 422
+    again = http.post(f"/v1/runs/{run_id}/approve", json={"approver": "x"})
+    assert again.status_code == 409 and "not waiting" in again.json()["error"]["message"]
+    assert http.post(f"/v1/runs/{uuid.uuid4()}/approve", json={"approver": "x"}).status_code == 404
+    assert http.post(f"/v1/runs/{run_id}/approve", json={}).status_code == 422
 
 
 def test_an_unanswered_approval_expires_and_the_call_never_runs(stack: Stack):

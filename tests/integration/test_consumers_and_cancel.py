@@ -8,7 +8,6 @@ import sys
 import threading
 import uuid
 
-import httpx
 import pytest
 
 from streams.settings import REPO_ROOT
@@ -72,11 +71,11 @@ def test_a_cancelled_run_stops_and_its_parked_call_can_no_longer_be_approved(sta
 
 
 def test_cancel_over_http(stack: Stack):
-    base = f"http://127.0.0.1:{stack.settings.gateway_port}"
+    http = stack.client()  # the CLI submits as the default tenant
     parked = stack.cli_json("submit", "Send an email to press@news.example about our launch", "--wait")
-    r = httpx.post(f"{base}/v1/runs/{parked['run_id']}/cancel", json={"reason": "embargo", "requested_by": "pr"})
+    r = http.post(f"/v1/runs/{parked['run_id']}/cancel", json={"reason": "embargo", "requested_by": "pr"})
     assert r.status_code == 202
-    eventually(lambda: httpx.get(f"{base}/v1/runs/{parked['run_id']}").json()["status"] == "cancelled",
+    eventually(lambda: http.get(f"/v1/runs/{parked['run_id']}").json()["status"] == "cancelled",
                what="the HTTP cancellation")
-    assert httpx.post(f"{base}/v1/runs/{parked['run_id']}/cancel", json={}).status_code == 409
-    assert httpx.post(f"{base}/v1/runs/{uuid.uuid4()}/cancel", json={}).status_code == 404
+    assert http.post(f"/v1/runs/{parked['run_id']}/cancel", json={}).status_code == 409
+    assert http.post(f"/v1/runs/{uuid.uuid4()}/cancel", json={}).status_code == 404
