@@ -9,6 +9,7 @@ import click
 from rich.panel import Panel
 
 from processors.planner_scripted import SAMPLE_REQUESTS
+from streams.api_keys import local_key_file
 from streams.cli.common import Context, fail, pass_ctx
 from streams.query_api import QueryError, run_query
 from streams.render import rows_table, timeline_table
@@ -72,14 +73,16 @@ def demo(ctx: Context) -> None:
         lines.append(f"approve the parked e-mail:   .venv/bin/agentlog approvals approve {parked[0]} --wait")
     lines += [
         f"see one timeline again:      .venv/bin/agentlog runs show {submitted[0][2]}",
-        '  ask something yourself:      .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
-        '  query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events GROUP BY event_type"',
+        'ask something yourself:      .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
+        'query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events '
+        'GROUP BY event_type"',
         f"HTTP gateway:                curl -XPOST localhost:{settings.gateway_port}/v1/runs "
+        f"-H \"Authorization: Bearer $(cat {local_key_file(settings)})\" "
         "-H 'content-type: application/json' -d '{\"text\": \"open a ticket: printer on fire\"}'",
         "stop everything:             .venv/bin/agentlog down",
     ]
     for line in lines:
-        con.print("  " + line.strip())
+        con.print("  " + line, soft_wrap=True)
 
 
 def _figures(ctx: Context, timelines: dict[str, list]) -> None:  # type: ignore[type-arg]
