@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from processors.models.config import (
     DEFAULT_ROUTE,
@@ -33,6 +34,9 @@ from processors.models.recorded import RecordedPlanner, Recording
 from processors.planner_scripted import ScriptedPlanner
 from processors.planning import ACTOR, plan_result
 from processors.ports import PlannerModel
+
+if TYPE_CHECKING:  # the HTTP client is imported only where a route needs it
+    from processors.models.chat import ChatClient
 from processors.prompts import load_prompt
 from processors.responder import ACTOR as RESPONDER
 from processors.results import answer
@@ -82,14 +86,10 @@ def planner_for(
     # Imported here: only routes with a model provider need httpx.
     from processors.models.openai_compatible import OpenAICompatiblePlanner
 
-    key_env = provider.api_key_env
     return OpenAICompatiblePlanner(
-        base_url=provider.base_url, model=choice.model,
+        client=_client(provider, choice.model, "planner", api_keys),
         prompt=load_prompt("planner", choice.prompt),
         registry=registry if registry is not None else default_registry(),
-        api_key=(api_keys or {}).get(key_env) if key_env else None, api_key_env=key_env,
-        timeout_s=provider.timeout_s, max_retries=provider.max_retries,
-        backoff_s=provider.backoff_s, max_backoff_s=provider.max_backoff_s,
     )
 
 
@@ -115,10 +115,17 @@ def writer_for(
     # Imported here: only routes with a finalizer need httpx.
     from processors.models.writer import OpenAICompatibleWriter
 
+    return OpenAICompatibleWriter(client=_client(provider, choice.model, "finalizer", api_keys),
+                                  prompt=load_prompt("finalizer", choice.prompt))
+
+
+def _client(provider: OpenAICompatibleProvider, model: str, job: str,
+            api_keys: Mapping[str, str] | None) -> ChatClient:
+    from processors.models.chat import ChatClient
+
     key_env = provider.api_key_env
-    return OpenAICompatibleWriter(
-        base_url=provider.base_url, model=choice.model,
-        prompt=load_prompt("finalizer", choice.prompt),
+    return ChatClient(
+        base_url=provider.base_url, model=model, job=job,
         api_key=(api_keys or {}).get(key_env) if key_env else None, api_key_env=key_env,
         timeout_s=provider.timeout_s, max_retries=provider.max_retries,
         backoff_s=provider.backoff_s, max_backoff_s=provider.max_backoff_s,

@@ -9,11 +9,7 @@ PlanRejected records.
 from __future__ import annotations
 
 import json
-import random
-import time
-from collections.abc import Callable
 
-import httpx
 
 from processors.models.chat import ChatClient, estimate_tokens
 from processors.plan import AgentPlan
@@ -29,46 +25,16 @@ class OpenAICompatiblePlanner:
     provider = "openai_compatible"
     """Recorded as the provider of every call."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        model: str,
-        prompt: Prompt,
-        registry: ToolRegistry,
-        api_key: str | None = None,
-        api_key_env: str | None = None,
-        timeout_s: float = 30.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 20.0,
-        rng: random.Random | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def __init__(self, *, client: ChatClient, prompt: Prompt, registry: ToolRegistry) -> None:
         """
-        base_url: API root, the part before `/chat/completions`.
-        model: model id sent to the server and recorded with each call.
+        client: the endpoint and model, with its timeouts and retries.
         prompt: the system prompt; its `{{tools}}` is filled from `registry`.
         registry: the tools a plan may use.
-        api_key: sent as a bearer token; None sends none.
-        api_key_env: where the key was to come from; with no `api_key`, calls fail naming it.
-        timeout_s: limit on each HTTP attempt.
-        max_retries: further attempts after a retryable failure.
-        backoff_s: first retry delay, doubled on each retry, plus up to half again of jitter.
-        max_backoff_s: longest single wait, also for a server's Retry-After.
-        rng: source of the jitter (a seeded one in tests).
-        sleep: how to wait between attempts (a recorder in tests).
-        transport: httpx transport (a mock in tests).
         """
-        self._chat = ChatClient(
-            base_url=base_url, model=model, job="planner", api_key=api_key,
-            api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries,
-            backoff_s=backoff_s, max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
-            transport=transport)
-        self.model = model
+        self._chat = client
+        self.model = client.model
         self.prompt_version = prompt.version
-        self.url = self._chat.url
+        self.url = client.url
         self._system = prompt.render(tools=render_tools(registry))
         self._last: tuple[str, tuple[int, int]] | None = None
 

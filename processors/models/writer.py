@@ -7,11 +7,9 @@ HTTP, retries and timeouts are `ChatClient`'s.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
-import httpx
 
 from processors.models.chat import ChatClient
 from processors.models.errors import ModelError
@@ -27,49 +25,19 @@ class OpenAICompatibleWriter:
     provider = "openai_compatible"
     """Recorded as the provider of every call."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        model: str,
-        prompt: Prompt,
-        api_key: str | None = None,
-        api_key_env: str | None = None,
-        timeout_s: float = 30.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 20.0,
-        temperature: float = 0.0,
-        rng: random.Random | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.perf_counter,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def __init__(self, *, client: ChatClient, prompt: Prompt, temperature: float = 0.0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         """
-        base_url: API root, the part before `/chat/completions`.
-        model: model id sent to the server and recorded with each call.
+        client: the endpoint and model, with its timeouts and retries.
         prompt: the system prompt (`finalizer/<version>`), sent as it is: it has no placeholders.
-        api_key: sent as a bearer token; None sends none.
-        api_key_env: where the key was to come from; with no `api_key`, calls fail naming it.
-        timeout_s: limit on each HTTP attempt.
-        max_retries: further attempts after a retryable failure.
-        backoff_s: first retry delay, doubled on each retry, plus up to half again of jitter.
-        max_backoff_s: longest single wait, also for a server's Retry-After.
         temperature: sampling temperature; 0 by default, so the same draft reads the same way
             as far as the server allows, which keeps answers comparable across runs.
-        rng: source of the jitter (a seeded one in tests).
-        sleep: how to wait between attempts (a recorder in tests).
         clock: seconds, for the call's latency.
-        transport: httpx transport (a mock in tests).
         """
-        self._chat = ChatClient(
-            base_url=base_url, model=model, job="finalizer", api_key=api_key,
-            api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries,
-            backoff_s=backoff_s, max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
-            transport=transport)
-        self.model = model
+        self._chat = client
+        self.model = client.model
         self.prompt_version = prompt.version
-        self.url = self._chat.url
+        self.url = client.url
         # Rendered once: a prompt with a placeholder this writer cannot fill fails at start.
         self._system = prompt.render()
         self._temperature = temperature

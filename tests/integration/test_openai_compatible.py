@@ -25,6 +25,7 @@ from processors.models import (
     plan_with,
     writer_for,
 )
+from processors.models.chat import ChatClient
 from processors.models.openai_compatible import OpenAICompatiblePlanner
 from processors.models.writer import OpenAICompatibleWriter, writer_message
 from processors.prompts import load_prompt
@@ -94,9 +95,9 @@ def planner(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatiblePlanner, list
 
     settings: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 2, "backoff_s": 0.05,
                                 "rng": random.Random(7), "api_key": KEY, **options}
-    return OpenAICompatiblePlanner(base_url=llm.base_url, model=MODEL,
-                                   prompt=load_prompt("planner", "v1"), registry=REGISTRY,
-                                   sleep=sleep, **settings), waits
+    client = ChatClient(base_url=llm.base_url, model=MODEL, job="planner", sleep=sleep, **settings)
+    return OpenAICompatiblePlanner(client=client, prompt=load_prompt("planner", "v1"),
+                                   registry=REGISTRY), waits
 
 
 def started(run_id: str = "run-llm-00000001") -> Event:
@@ -242,9 +243,9 @@ def test_nobody_listening_is_a_model_error_after_the_retries() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    model = OpenAICompatiblePlanner(base_url=f"http://127.0.0.1:{port}/v1", model=MODEL,
-                                    prompt=load_prompt("planner", "v1"), registry=REGISTRY,
-                                    max_retries=1, backoff_s=0.01, sleep=lambda _s: None)
+    client = ChatClient(base_url=f"http://127.0.0.1:{port}/v1", model=MODEL, job="planner",
+                        max_retries=1, backoff_s=0.01, sleep=lambda _s: None)
+    model = OpenAICompatiblePlanner(client=client, prompt=load_prompt("planner", "v1"), registry=REGISTRY)
     with pytest.raises(ModelError,
                        match=r"failed after 2 tries; last: cannot reach the server \(ConnectError"):
         model.plan(run_id="run-llm-00000001", text="hi", route="llm")
@@ -391,9 +392,8 @@ def writer(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatibleWriter, list[f
 
     settings: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 2, "backoff_s": 0.05,
                                 "rng": random.Random(7), "api_key": KEY, **options}
-    return OpenAICompatibleWriter(base_url=llm.base_url, model=WRITER_MODEL,
-                                  prompt=load_prompt("finalizer", "v1"), sleep=sleep,
-                                  **settings), waits
+    client = ChatClient(base_url=llm.base_url, model=WRITER_MODEL, job="finalizer", sleep=sleep, **settings)
+    return OpenAICompatibleWriter(client=client, prompt=load_prompt("finalizer", "v1")), waits
 
 
 def finalizing_config(llm: FakeLLM, **provider: Any) -> ModelsConfig:
