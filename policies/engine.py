@@ -24,6 +24,8 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
+from policies.strict_yaml import load_strict
+
 __all__ = [
     "METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule", "ToolCatalog",
     "ToolContract", "load_policy", "parse_policy",
@@ -416,20 +418,6 @@ _RULE_KEYS = {"name", "when", "action", "description"}
 _WHEN_KEYS = {"tool", "tenant", "route", "input", "run_metrics"}
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which PyYAML would otherwise silently drop."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_policy(path: str | PathLike[str], *, registry: ToolCatalog | None = None) -> Policy:
     """Read and validate a policy file; with `registry`, rules may only name its tools."""
     try:
@@ -445,7 +433,7 @@ def parse_policy(
     """Validate a policy given as YAML text; `source` names it in error messages."""
     data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        doc = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # a SafeLoader subclass
+        doc = load_strict(data.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):

@@ -40,9 +40,9 @@ from policies.engine import (  # the engine's strict loader: a duplicated key is
     Policy,
     PolicyError,
     ToolCatalog,
-    _StrictLoader,
     load_policy,
 )
+from policies.strict_yaml import load_strict
 
 __all__ = [
     "CASE_SUFFIXES", "FRESH_RUN", "CaseResult", "Call", "SuiteReport", "parse_call", "parse_metrics",
@@ -203,7 +203,7 @@ def _run_file(path: Path, registry: ToolCatalog | None, policies: dict[Path, Pol
 
 def _read_case_file(path: Path) -> tuple[dict[str, Any], Path]:
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader
+        doc = load_strict(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read the case file: {exc}") from exc
     if not isinstance(doc, dict):

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from policies.strict_yaml import load_strict
 from processors.models.config import (
     DEFAULT_ROUTE,
     ModelChoice,
@@ -60,7 +61,7 @@ def load_models_config(path: str | PathLike[str]) -> ModelsConfig:
 def parse_models_config(text: str, *, source: str = "<string>") -> ModelsConfig:
     """Check a model configuration given as YAML text; `source` names it in errors."""
     try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        doc = load_strict(text)
     except yaml.YAMLError as exc:
         raise ModelsConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
@@ -115,15 +116,3 @@ def _problem(error: Mapping[str, Any]) -> str:
     return f"{loc or '<file>'}: {message}"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Refuses duplicate keys, which plain YAML resolves silently to the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
