@@ -18,26 +18,11 @@ import yaml
 from pydantic import ValidationError
 
 from policies.strict_yaml import load_strict
-from processors.models.config import (
-    DEFAULT_ROUTE,
-    ModelChoice,
-    ModelPrice,
-    ModelsConfig,
-    OpenAICompatibleProvider,
-    RouteModels,
-    ScriptedProvider,
-)
+from processors.models.config import ModelsConfig, OpenAICompatibleProvider, ScriptedProvider
 from processors.prompts import PromptError, load_prompt
 
 __all__ = [
-    "DEFAULT_ROUTE",
-    "ModelChoice",
-    "ModelPrice",
-    "ModelsConfig",
     "ModelsConfigError",
-    "OpenAICompatibleProvider",
-    "RouteModels",
-    "ScriptedProvider",
     "api_keys_from_env",
     "load_models_config",
     "missing_api_keys",
