@@ -156,6 +156,8 @@ def evolve(state: RunState | None, event: Event) -> RunState:
         changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)  # type: ignore[union-attr]
     elif kind == "ResponseFinalized":
         changes["answer"] = p.text  # type: ignore[union-attr]
+        if p.model_call is not None:  # type: ignore[union-attr]
+            changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)  # type: ignore[union-attr]
     if kind in ("RunCompleted", "RunFailed", "RunCancelled"):
         open_requests.clear()
         changes.update(parked=None, parked_event_id=None)

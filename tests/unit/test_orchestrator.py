@@ -22,7 +22,8 @@ def test_a_run_goes_from_request_to_completion_with_dense_seq():
     r.reply("ToolApproved", executed("search_docs", {"hits": [{"doc": "refunds.md", "passage": "30 days"}]}))
     r.reply("ResponseRequested", ResponseDrafted(text="Refunds within 30 days.", model_call=CALL))
     assert r.types()[-1] == "ResponseDrafted"  # the draft waits for its finalizer
-    r.reply("ResponseDrafted", ResponseFinalized(text="Refunds within 30 days.", model_call=CALL),
+    writer = CALL.model_copy(update={"model": "strong-writer", "cost_usd": 0.0013})
+    r.reply("ResponseDrafted", ResponseFinalized(text="Refunds within 30 days.", model_call=writer),
             actor="responder")
     assert r.types() == [
         "RunStarted", "PlanGenerated", "ToolProposed", "ToolApproved", "ToolExecuted",
@@ -31,7 +32,8 @@ def test_a_run_goes_from_request_to_completion_with_dense_seq():
     assert [e.seq for e in r.log] == list(range(1, 11))
     assert [e.event_id for e in r.log] == [event_id_for(RUN, s) for s in range(1, 11)]
     done = r.log[-1].payload
-    assert done.outcome == "succeeded" and done.tool_calls == 1 and done.cost_usd == 0.0005
+    # The tool and every model call count, the finalizer's included.
+    assert done.outcome == "succeeded" and done.tool_calls == 1 and done.cost_usd == 0.0018
     assert r.state.status == Status.COMPLETED and r.state.answer == "Refunds within 30 days."
     # Folding the appended log rebuilds exactly the state the orchestrator kept.
     assert fold(r.log) == r.state
