@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.events import Event
 
-__all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult"]
+__all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES"]
 
 DDL = [
     """
@@ -40,7 +40,54 @@ DDL = [
     ORDER BY (tenant_id, run_id, seq)
     SETTINGS non_replicated_deduplication_window = 10000
     """,
+    # Replay results (one row per run and replay) and scores (one row per metric), written by
+    # `agentlog replay` and `agentlog score`, so the replay delta can be charted by candidate.
+    """
+    CREATE TABLE IF NOT EXISTS replay_results (
+        replay_id            String,
+        mode                 LowCardinality(String),
+        candidate            LowCardinality(String),
+        replayed_at          DateTime64(3, 'UTC'),
+        tenant_id            LowCardinality(String),
+        run_id               String,
+        route                LowCardinality(String),
+        diverged             UInt8,
+        divergent_seq        Nullable(UInt64),
+        divergent_event      LowCardinality(String),
+        unanswered           Nullable(String),
+        baseline_status      LowCardinality(String),
+        candidate_status     LowCardinality(String),
+        baseline_cost_usd    Float64,
+        candidate_cost_usd   Float64,
+        baseline_latency_ms  UInt64,
+        candidate_latency_ms UInt64,
+        policy_regressions   UInt32,
+        result               String
+    )
+    ENGINE = MergeTree
+    ORDER BY (candidate, replayed_at, tenant_id, run_id)
+    SETTINGS non_replicated_deduplication_window = 1000
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS replay_scores (
+        replay_id       String,
+        candidate       LowCardinality(String),
+        scored_at       DateTime64(3, 'UTC'),
+        metric          LowCardinality(String),
+        baseline        Nullable(Float64),
+        candidate_value Nullable(Float64),
+        delta           Nullable(Float64),
+        runs            UInt32,
+        scores          String
+    )
+    ENGINE = MergeTree
+    ORDER BY (candidate, scored_at, metric)
+    SETTINGS non_replicated_deduplication_window = 1000
+    """,
 ]
+
+REPLAY_TABLES = frozenset({"replay_results", "replay_scores"})
+"""The tables other processes may insert into, through the sink's query endpoint."""
 
 COLUMNS = [
     "tenant_id", "run_id", "seq", "event_id", "causation_id", "event_type", "actor",
@@ -95,6 +142,15 @@ class ClickHouseStore:
         """Insert one batch atomically; the same token again inserts nothing (a retry)."""
         if rows:
             self._client.insert("agent_events", list(rows), column_names=COLUMNS,
+                                settings={"insert_deduplication_token": token})
+
+    def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], *, columns: Sequence[str],
+                    token: str) -> None:
+        """Insert rows into one of REPLAY_TABLES; the same token again inserts nothing."""
+        if table not in REPLAY_TABLES:
+            raise ValueError(f"{table!r} takes no inserts from outside the sink")
+        if rows:
+            self._client.insert(table, [list(r) for r in rows], column_names=list(columns),
                                 settings={"insert_deduplication_token": token})
 
     def stored_offsets(self, topic: str) -> dict[int, int]:

@@ -13,7 +13,7 @@ from urllib import error, request
 from sinks.clickhouse import ClickHouseStore, QueryResult
 from streams.settings import Settings
 
-__all__ = ["serve_queries", "run_query", "QueryError", "chdb_path", "clickhouse_password"]
+__all__ = ["serve_queries", "run_query", "run_insert", "QueryError", "chdb_path", "clickhouse_password"]
 
 
 class QueryError(RuntimeError):
@@ -27,6 +27,12 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, port: int) ->
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if self.path == "/insert":
+                    with lock:
+                        store.insert_rows(str(body["table"]), body["rows"], columns=body["columns"],
+                                          token=str(body["token"]))
+                    self._send(200, {"inserted": len(body["rows"])})
+                    return
                 with lock:
                     result = store.query(str(body["sql"]), parameters=body.get("parameters"))
                 self._send(200, {"columns": result.columns, "rows": result.rows})
@@ -76,6 +82,35 @@ def run_query(settings: Settings, sql: str, *, parameters: dict[str, Any] | None
         return _guarded(store, sql, parameters)
     finally:
         store.close()
+
+
+def run_insert(settings: Settings, table: str, columns: list[str], rows: list[list[Any]], *,
+               token: str, sink_running: bool) -> None:
+    """Insert rows into a replay table from any process (see `REPLAY_TABLES`); `token` makes a
+    retried insert a no-op."""
+    if settings.clickhouse_url or not sink_running:
+        store = (ClickHouseStore.connect(url=settings.clickhouse_url,
+                                         password=clickhouse_password(settings))
+                 if settings.clickhouse_url
+                 else ClickHouseStore.connect(url=None, chdb_path=str(chdb_path(settings))))
+        try:
+            store.insert_rows(table, rows, columns=columns, token=token)
+        except Exception as exc:
+            raise QueryError(str(exc)) from exc
+        finally:
+            store.close()
+        return
+    req = request.Request(
+        f"http://127.0.0.1:{settings.query_port}/insert",
+        data=json.dumps({"table": table, "columns": columns, "rows": rows, "token": token},
+                        default=str).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with request.urlopen(req, timeout=60):
+            pass
+    except error.HTTPError as exc:
+        raise QueryError(json.loads(exc.read()).get("error", str(exc))) from None
 
 
 def _guarded(store: ClickHouseStore, sql: str, parameters: dict[str, Any] | None) -> QueryResult:

@@ -14,6 +14,7 @@ from streams.cli.demo import demo
 from streams.cli.keys import keys
 from streams.cli.plan import plan
 from streams.cli.policy import policy
+from streams.cli.replay import export, gate_cmd, replay, score
 from streams.cli.runs import runs, submit
 from streams.cli.tail import tail
 from streams.api_keys import local_key_file
@@ -98,6 +99,10 @@ main.add_command(demo)
 main.add_command(policy)
 main.add_command(plan)
 main.add_command(tail)
+main.add_command(export)
+main.add_command(replay)
+main.add_command(score)
+main.add_command(gate_cmd)
 main.add_command(keys)
 
 

@@ -9,6 +9,8 @@ CORE = [
     "schemas.events", "schemas.codec", "processors.state", "processors.orchestrator",
     "processors.planning", "processors.guard", "processors.executor", "processors.responder",
     "processors.plan", "processors.planner_scripted", "processors.models", "policies",
+    "processors.replay", "processors.replay.scoring", "processors.replay.gate",
+    "processors.replay.candidates", "processors.replay.memo",
 ]
 FORBIDDEN = ["confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "httpx",
              "requests", "urllib3", "fastapi", "uvicorn", "http.client", "smtplib", "sqlite3"]
