@@ -15,15 +15,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from processors.replay.dataset import event_doc
 from processors.state import evolve
 from schemas.codec import EventCodec
 from schemas.events import Event
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.kafka import producer as make_producer
-from streams.render import event_json
 from streams.runs import (
-    AlreadyEnded, NoSuchRun, cancel_run, follow_run, read_run, request_run, run_id_for, run_status,
+    AlreadyEnded,
+    NoSuchRun,
+    cancel_run,
+    follow_run,
+    read_run,
+    request_run,
+    run_id_for,
+    run_status,
 )
 from streams.settings import Settings
 
@@ -132,7 +139,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     @app.get("/v1/runs/{run_id}")
     def get_run(run_id: str, key: ApiKey = needs("read")) -> dict[str, Any]:
         events = own_run(run_id, key)
-        return {"run_id": run_id, "status": run_status(events), "events": [event_json(e) for e in events]}
+        return {"run_id": run_id, "status": run_status(events), "events": [event_doc(e) for e in events]}
 
     @app.get("/v1/runs/{run_id}/events", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}})
@@ -146,7 +153,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             for event in follow_run(settings, codec, run_id, timeout_s=min(timeout_s, 3600.0)):
                 state = evolve(state, event)
                 yield (f"id: {event.seq}\nevent: {event.event_type}\n"
-                       f"data: {json.dumps(event_json(event))}\n\n")
+                       f"data: {json.dumps(event_doc(event))}\n\n")
                 if state.terminal:
                     break
             yield f"event: end\ndata: {json.dumps({'status': state.status if state else 'unknown'})}\n\n"

@@ -12,7 +12,7 @@ from rich.text import Text
 from processors.state import fold
 from schemas.events import Event
 
-__all__ = ["timeline_table", "event_summary", "rows_table", "event_json", "STATUS_STYLE"]
+__all__ = ["timeline_table", "event_summary", "rows_table", "STATUS_STYLE"]
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "red",
                 "awaiting_approval": "yellow", "running": "cyan", "unknown": "dim"}
@@ -98,12 +98,6 @@ def rows_table(columns: list[str], rows: list[list[Any]], *, title: str | None =
     for row in rows:
         table.add_row(*[("" if v is None else str(v)) for v in row])
     return table
-
-
-def event_json(e: Event) -> dict[str, Any]:
-    return {"seq": e.seq, "event_type": e.event_type, "actor": e.actor,
-            "event_time": e.event_time.isoformat(), "event_id": e.event_id,
-            "causation_id": e.causation_id, "payload": e.payload.model_dump(mode="json")}
 
 
 def console() -> Console:

@@ -21,7 +21,14 @@ from policies import load_policy
 from processors.models import planner_for, writer_for
 from processors.orchestrator import OrchestratorConfig
 from processors.replay import (
-    Candidate, Processors, RecordedRun, check_run, parse_line, replay_run, run_doc, run_from_doc,
+    Candidate,
+    Processors,
+    RecordedRun,
+    check_run,
+    parse_line,
+    replay_run,
+    run_doc,
+    run_from_doc,
 )
 from processors.replay.candidates import CandidatesError, models_for, parse_candidates
 from processors.replay.memo import remembering_policy, remembering_registry
@@ -29,7 +36,7 @@ from processors.tools.registry import default_registry
 from schemas.events import Event, RunStarted
 from streams.kafka import consumer, header, make_codec
 from streams.models_config import api_keys_from_env, load_models_config
-from streams.query_api import run_query, run_insert
+from streams.query_api import run_insert, run_query
 from streams.settings import REPO_ROOT, Settings
 from streams.supervisor import alive, processes
 

@@ -11,7 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Produc
 from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
-from streams.kafka import consumer, next_batch, headers_for
+from streams.kafka import consumer, headers_for, next_batch
 from streams.partitioning import partition_for
 from streams.service import utcnow
 from streams.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 

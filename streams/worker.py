@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from processors.state import RunState, evolve
 from schemas.codec import DecodeError
 from schemas.events import Event
-from streams.kafka import consumer, next_batch, header, headers_for, make_codec, producer
+from streams.kafka import consumer, header, headers_for, make_codec, next_batch, producer
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext
 

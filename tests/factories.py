@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 from schemas.events import (
-    PAYLOAD_TYPES, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalRequested,
-    BudgetExceeded, Event, ModelCall, ObservationCaptured, PlanGenerated, PlanRejected, PlanStep,
-    Record, ResponseDrafted, ResponseFinalized, ResponseRequested, RunCancelled, RunCompleted,
-    RunFailed, RunMetrics, RunRequested, RunStarted, ToolApproved, ToolExecuted, ToolProposed,
+    PAYLOAD_TYPES,
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetExceeded,
+    Event,
+    ModelCall,
+    ObservationCaptured,
+    PlanGenerated,
+    PlanRejected,
+    PlanStep,
+    Record,
+    ResponseDrafted,
+    ResponseFinalized,
+    ResponseRequested,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunMetrics,
+    RunRequested,
+    RunStarted,
+    ToolApproved,
+    ToolExecuted,
+    ToolProposed,
     ToolRejected,
 )
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from streams.cli.common import Context, fail, pass_ctx
+from streams.api_keys import local_key_file
 from streams.cli.approvals import approvals
+from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.demo import demo
 from streams.cli.keys import keys
 from streams.cli.plan import plan
@@ -17,7 +18,6 @@ from streams.cli.policy import policy
 from streams.cli.replay import export, gate_cmd, replay, score
 from streams.cli.runs import runs, submit
 from streams.cli.tail import tail
-from streams.api_keys import local_key_file
 from streams.query_api import QueryError, run_query
 from streams.render import rows_table
 from streams.settings import load_settings

@@ -8,11 +8,10 @@ import json
 import click
 
 from streams.approvals import NotWaiting, decide, pending_approvals
-from streams.runs import NoSuchRun
 from streams.cli.common import Context, fail, pass_ctx
 from streams.query_api import QueryError
 from streams.render import rows_table, timeline_table
-from streams.runs import wait_for_run
+from streams.runs import NoSuchRun, wait_for_run
 
 __all__ = ["approvals"]
 

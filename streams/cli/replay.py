@@ -38,10 +38,29 @@ from streams.cli.common import Context, fail, pass_ctx
 from streams.models_config import ModelsConfigError
 from streams.query_api import QueryError
 from streams.replay_io import (
-    RESULT_COLUMNS, RESULTS, SCORE_COLUMNS, SCORES, SUMMARY, candidates_path, count_runs,
-    default_workers, latest_dir, load_candidate, mark_latest, new_results_dir, read_jsonl,
-    replay_lines, result_rows, results_file, runs_from_clickhouse, runs_from_topic, score_rows, scores_file,
-    store_in_clickhouse, today_processors, write_dataset,
+    RESULT_COLUMNS,
+    RESULTS,
+    SCORE_COLUMNS,
+    SCORES,
+    SUMMARY,
+    candidates_path,
+    count_runs,
+    default_workers,
+    latest_dir,
+    load_candidate,
+    mark_latest,
+    new_results_dir,
+    read_jsonl,
+    replay_lines,
+    result_rows,
+    results_file,
+    runs_from_clickhouse,
+    runs_from_topic,
+    score_rows,
+    scores_file,
+    store_in_clickhouse,
+    today_processors,
+    write_dataset,
 )
 
 __all__ = ["export", "replay", "score", "gate_cmd"]

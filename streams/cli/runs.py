@@ -7,9 +7,10 @@ import json
 
 import click
 
+from processors.replay.dataset import event_doc
 from processors.state import fold
 from streams.cli.common import Context, fail, pass_ctx
-from streams.render import event_json, timeline_table
+from streams.render import timeline_table
 from streams.runs import AlreadyEnded, NoSuchRun, cancel_run, read_run, request_run, run_status, wait_for_run
 
 __all__ = ["submit", "runs"]
@@ -68,7 +69,7 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"run_id": run_id, "status": state.status if state else "unknown",
                                "tenant_id": events[0].tenant_id, "answer": state.answer if state else None,
-                               "events": [event_json(e) for e in events]}))
+                               "events": [event_doc(e) for e in events]}))
         return
     ctx.console.print(timeline_table(run_id, events))
     if state and state.answer:

@@ -8,10 +8,11 @@ import json
 import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from processors.replay.dataset import event_doc
 from schemas.codec import DecodeError
 from streams.cli.common import Context, pass_ctx
 from streams.kafka import consumer, header, next_batch
-from streams.render import event_json, event_summary
+from streams.render import event_summary
 
 __all__ = ["tail"]
 
@@ -57,7 +58,7 @@ def tail(ctx: Context, types: tuple[str, ...], tenant: str | None, group: str | 
                     continue
                 if as_json:
                     click.echo(json.dumps({"run_id": event.run_id, "tenant_id": event.tenant_id,
-                                           **event_json(event)}))
+                                           **event_doc(event)}))
                 else:
                     ctx.console.print(f"[dim]{event.event_time:%H:%M:%S.%f}"[:-3] + "[/] "
                                       f"{event.run_id[:8]} {event.seq:>3} [bold]{event.event_type}[/] "

@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable
 
 from processors.executor import execution_result, refusal
+from processors.state import RunState
 from processors.tools.registry import default_registry
 from processors.tools.sandbox import run_sandboxed
-from processors.state import RunState
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
 from streams.service import ServiceContext, utcnow

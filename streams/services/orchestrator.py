@@ -12,7 +12,13 @@ import uuid
 from datetime import datetime
 
 from confluent_kafka import (
-    OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition,
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
 )
 
 from processors.orchestrator import OrchestratorConfig, due_expiries, handle
@@ -20,7 +26,7 @@ from processors.state import RunState, Status
 from processors.tools.registry import default_registry
 from schemas.codec import DecodeError, EventCodec
 from schemas.events import ApprovalExpired, Event
-from streams.kafka import consumer, next_batch, headers_for, make_codec, producer
+from streams.kafka import consumer, headers_for, make_codec, next_batch, producer
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings

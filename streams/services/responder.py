@@ -15,9 +15,9 @@ from processors.models import final_response, writer_for
 from processors.responder import draft_response
 from processors.state import RunState
 from schemas.events import Event
+from streams.budgets import tenant_spend_today
 from streams.models_config import ModelsConfigError, api_keys_from_env, load_models_config
 from streams.service import ServiceContext, utcnow
-from streams.budgets import tenant_spend_today
 from streams.settings import Settings, load_settings
 from streams.worker import Refused, run_worker
 

@@ -37,11 +37,21 @@ from processors.models import ModelsConfig
 from processors.orchestrator import OrchestratorConfig
 from processors.planner_scripted import SAMPLE_REQUESTS, ScriptedPlanner
 from processors.replay import (
-    Candidate, Processors, RecordedRun, check_run, parse_line, simulate,
+    Candidate,
+    Processors,
+    RecordedRun,
+    check_run,
+    parse_line,
+    simulate,
 )
 from processors.tools.registry import default_registry
 from schemas.events import (
-    ApprovalDenied, ApprovalGranted, ApprovalRequested, Event, ResponseFinalized, RunStarted,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    Event,
+    ResponseFinalized,
+    RunStarted,
     ToolExecuted,
 )
 

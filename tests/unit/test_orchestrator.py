@@ -8,11 +8,20 @@ from processors.orchestrator import FALLBACK_ANSWER, due_expiries, event_id_for,
 from processors.results import answer
 from processors.state import Status, fold
 from schemas.events import (
-    ApprovalDenied, ApprovalExpired, BudgetExceeded, ApprovalGranted, ApprovalRequested, PlanRejected, ResponseDrafted,
-    ResponseFinalized, RunCancelled, ToolRejected,
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetExceeded,
+    PlanRejected,
+    ResponseDrafted,
+    ResponseFinalized,
+    RunCancelled,
+    ToolRejected,
 )
 from tests.factories import CALL, T0, envelope
 from tests.harness import RUN, Run, approve, executed, plan
+
 
 def test_a_run_goes_from_request_to_completion_with_dense_seq():
     r = Run()

@@ -18,10 +18,10 @@ from processors.models import (
     plan_with,
 )
 from processors.planner_scripted import ScriptedPlanner
+from processors.replay.dataset import event_doc
 from processors.tools.registry import default_registry
 from schemas.events import Event, ModelCall, PlanGenerated, PlanRejected, RunStarted
 from streams.models_config import parse_models_config
-from streams.render import event_json
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 REGISTRY = default_registry()
@@ -175,7 +175,7 @@ def test_replaying_through_plan_with_gives_back_the_recorded_events() -> None:
 def test_it_reads_runs_as_runs_show_prints_them_and_single_events_as_jsonl() -> None:
     runs = recorded_runs()
     lines = [json.dumps({"run_id": run_id, "tenant_id": "acme", "status": "x",
-                         "events": [event_json(e) for e in events]})
+                         "events": [event_doc(e) for e in events]})
              for run_id, events in runs.items() if run_id != "run-rejected"]
     rejected = runs["run-rejected"][1]
     row = {"run_id": "run-rejected", "event_type": "PlanRejected", "seq": 2, "extra": "column",
@@ -191,7 +191,7 @@ def test_it_reads_a_jsonl_file_by_path(tmp_path: Any) -> None:
     path = tmp_path / "runs.jsonl"
     events = recorded_runs()["run-generated"]
     path.write_text(json.dumps({"run_id": "run-generated",
-                                "events": [event_json(e) for e in events]}) + "\n")
+                                "events": [event_doc(e) for e in events]}) + "\n")
     assert RecordedPlanner.from_jsonl(path).run_ids == ["run-generated"]
     assert RecordedPlanner.from_jsonl(str(path)).run_ids == ["run-generated"]
 

@@ -14,7 +14,13 @@ from policies import DEFAULT_POLICY_PATH, load_policy, parse_policy
 from processors.orchestrator import OrchestratorConfig
 from processors.planner_scripted import ScriptedPlanner
 from processors.replay import (
-    Candidate, Processors, RecordedRun, check_run, inbox_record, parse_line, simulate,
+    Candidate,
+    Processors,
+    RecordedRun,
+    check_run,
+    inbox_record,
+    parse_line,
+    simulate,
 )
 from processors.replay.workers import redecide
 from processors.tools.registry import ToolRegistry, default_registry

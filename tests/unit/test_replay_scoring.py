@@ -16,7 +16,11 @@ from processors.replay.candidates import CandidatesError, models_for, parse_cand
 from processors.replay.gate import Thresholds, gate
 from processors.replay.model_grader import OpenAICompatibleGrader
 from processors.replay.scoring import (
-    criteria_score, model_scorer, policy_regressions, reference_score, score_results,
+    criteria_score,
+    model_scorer,
+    policy_regressions,
+    reference_score,
+    score_results,
 )
 from tests.benchmarks.bench_replay import today
 
