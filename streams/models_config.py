@@ -8,6 +8,7 @@ from the environment, which nothing in `processors/` may do.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from os import PathLike
@@ -26,6 +27,7 @@ __all__ = [
     "api_keys_from_env",
     "load_models_config",
     "missing_api_keys",
+    "models_config_or_exit",
     "parse_models_config",
 ]
 
@@ -101,3 +103,13 @@ def _problem(error: Mapping[str, Any]) -> str:
     return f"{loc or '<file>'}: {message}"
 
 
+
+
+def models_config_or_exit(path: str | PathLike[str], log: logging.Logger) -> ModelsConfig:
+    """The models file for a service's start: a service that would call models nobody
+    configured would be guessing, so an invalid file stops it with the reason logged."""
+    try:
+        return load_models_config(path)
+    except ModelsConfigError as exc:
+        log.error("cannot start without a valid model configuration: %s", exc)
+        raise SystemExit(1) from None

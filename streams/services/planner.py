@@ -18,12 +18,7 @@ from processors.state import RunState
 from processors.tools.registry import ToolRegistry, default_registry
 from schemas.events import BudgetExceeded, Event, PlanRejected, RunStarted
 from streams.budgets import tenant_spend_today
-from streams.models_config import (
-    ModelsConfigError,
-    api_keys_from_env,
-    load_models_config,
-    missing_api_keys,
-)
+from streams.models_config import api_keys_from_env, missing_api_keys, models_config_or_exit
 from streams.service import ServiceContext, utcnow
 from streams.settings import Settings, load_settings
 from streams.worker import run_worker
@@ -62,12 +57,7 @@ def _over_daily_budget(settings: Settings, event: Event) -> BudgetExceeded | Non
 def main() -> None:
     settings = load_settings()
     ctx = ServiceContext("planner", settings)
-    try:
-        config = load_models_config(settings.models_file)
-    except ModelsConfigError as exc:
-        # Planning with a model nobody configured would be a guess; refuse to start instead.
-        ctx.log.error("cannot start without a valid model configuration: %s", exc)
-        raise SystemExit(1) from None
+    config = models_config_or_exit(settings.models_file, ctx.log)
     registry = default_registry()
     planners = route_planners(config, registry=registry, api_keys=api_keys_from_env(config))
     for name in missing_api_keys(config):

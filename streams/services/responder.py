@@ -16,7 +16,7 @@ from processors.responder import draft_response
 from processors.state import RunState
 from schemas.events import Event
 from streams.budgets import tenant_spend_today
-from streams.models_config import ModelsConfigError, api_keys_from_env, load_models_config
+from streams.models_config import api_keys_from_env, models_config_or_exit
 from streams.service import ServiceContext, utcnow
 from streams.settings import Settings, load_settings
 from streams.worker import Refused, run_worker
@@ -39,11 +39,7 @@ def no_budget_for_finalizer(settings: Settings, state: RunState) -> str | None:
 def main() -> None:
     settings = load_settings()
     ctx = ServiceContext("responder", settings)
-    try:
-        config = load_models_config(settings.models_file)
-    except ModelsConfigError as exc:
-        ctx.log.error("cannot start without a valid model configuration: %s", exc)
-        raise SystemExit(1) from None
+    config = models_config_or_exit(settings.models_file, ctx.log)
     keys = api_keys_from_env(config)
     writers = {route: writer_for(route, config, api_keys=keys) for route in config.routes}
 
