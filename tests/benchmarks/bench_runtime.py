@@ -1,0 +1,151 @@
+"""Runtime benchmark: sustained runs per second and per-hop latency on a real local stack,
+beside a bare confluent-kafka produce → consume round trip on the same broker.
+
+    .venv/bin/python -m tests.benchmarks.bench_runtime [--runs 300] [--rtt 2000]
+
+A hop is one event appended to the run's next event appended (both stamped by the orchestrator
+when it appends), so it includes the worker's consume, decision, answer and the orchestrator's
+transaction. Starts its own stack on free ports in a temporary home and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.events import Event
+from streams.kafka import make_codec, producer
+from streams.runs import request_run
+from streams.settings import Settings
+
+TEXTS = ["What is our refund policy for annual plans?", "How many customers do we have in Germany?",
+         "Open a ticket: badge reader broken", "How many orders are pending?"]
+
+
+def _ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def baseline_rtt(settings: Settings, *, n: int, size: int) -> list[float]:
+    """Milliseconds from produce to consume of one message, one at a time."""
+    topic = f"bench.rtt.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})  # kept alive until done
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    prod = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
+    cons = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": topic,
+                     "auto.offset.reset": "earliest", "fetch.wait.max.ms": 1})
+    cons.assign([TopicPartition(topic, 0, 0)])
+    payload = b"x" * size
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        prod.produce(topic, key=b"k", value=payload)
+        prod.flush()
+        msg = None
+        while msg is None or msg.error():
+            msg = cons.poll(1.0)
+        out.append((time.perf_counter() - start) * 1000)
+    cons.close()
+    return out
+
+
+def run_load(settings: Settings, *, runs: int) -> tuple[float, dict[str, list[Event]]]:
+    """Submit `runs` runs at once; returns seconds until the last one completed, and the runs."""
+    codec = make_codec(settings)
+    reader = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": uuid.uuid4().hex,
+                       "isolation.level": "read_committed", "auto.offset.reset": "latest"})
+    reader.subscribe([settings.events_topic])
+    while not reader.assignment():
+        reader.poll(0.2)
+    out = producer(settings)
+    started = time.perf_counter()
+    ids = {request_run(settings, out, codec, text=TEXTS[i % len(TEXTS)], tenant_id="bench",
+                       idempotency_key=uuid.uuid4().hex) for i in range(runs)}
+    events: dict[str, list[Event]] = defaultdict(list)
+    done: set[str] = set()
+    deadline = time.monotonic() + 600
+    while done != ids and time.monotonic() < deadline:
+        msg = reader.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        event = codec.decode(msg.value())
+        if event.run_id in ids:
+            events[event.run_id].append(event)
+            if event.is_terminal:
+                done.add(event.run_id)
+    elapsed = time.perf_counter() - started
+    reader.close()
+    if done != ids:
+        raise SystemExit(f"only {len(done)} of {runs} runs ended within 600 s")
+    return elapsed, events
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--runs", type=int, default=300)
+    args.add_argument("--rtt", type=int, default=2000)
+    opts = args.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
+    kafka, controller, gateway, query, smtp = _ports(5)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")},
+           "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
+           "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
+           "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp)}
+    settings = Settings(home=home, kafka_port=kafka, controller_port=controller,
+                        gateway_port=gateway, query_port=query, smtp_port=smtp)
+    agentlog = str(Path(sys.executable).with_name("agentlog"))
+    subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
+    try:
+        run_load(settings, runs=8)  # warm-up: groups joined, caches filled
+        elapsed, runs = run_load(settings, runs=opts.runs)
+        sizes = [len(make_codec(settings).encode(e)) for evs in runs.values() for e in evs]
+        rtt = baseline_rtt(settings, n=opts.rtt, size=int(statistics.mean(sizes)))
+    finally:
+        subprocess.run([agentlog, "down"], env=env, check=False, capture_output=True)
+    hops: dict[str, list[float]] = defaultdict(list)
+    every: list[float] = []
+    for evs in runs.values():
+        evs.sort(key=lambda e: e.seq)
+        for a, b in zip(evs, evs[1:], strict=False):
+            ms = (b.event_time - a.event_time).total_seconds() * 1000
+            if b.actor != "orchestrator":  # a worker's answer: a real hop through Kafka
+                hops[f"{a.event_type} → {b.event_type}"].append(ms)
+                every.append(ms)
+    print(f"runtime benchmark · {os.cpu_count()} CPU(s) · {opts.runs} runs "
+          f"({sum(len(e) for e in runs.values())} events, mean event {statistics.mean(sizes):.0f} B)")
+    print(f"sustained: {opts.runs / elapsed:.1f} runs/s ({elapsed:.1f} s for {opts.runs} runs)")
+    print(f"{'hop (worker answer appended)':<44}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, values in sorted(hops.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"{name:<44}{len(values):>6}{_pct(values, .5):>9.1f}{_pct(values, .99):>9.1f}")
+    print(f"{'all worker hops':<44}{len(every):>6}{_pct(every, .5):>9.1f}{_pct(every, .99):>9.1f}")
+    print(f"{'baseline: bare produce → consume round trip':<44}{len(rtt):>6}"
+          f"{_pct(rtt, .5):>9.2f}{_pct(rtt, .99):>9.2f}")
+    print(f"ratio all hops / baseline: p50 {_pct(every, .5) / _pct(rtt, .5):.1f}x, "
+          f"p99 {_pct(every, .99) / _pct(rtt, .99):.1f}x  (event_time has millisecond resolution)")
+
+
+if __name__ == "__main__":
+    main()
