@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 from processors.tools.backends import BackendConfig, ToolError, run_tool
 
-__all__ = ["REPO_ROOT", "ToolOutcome", "run_sandboxed"]
+__all__ = ["REPO_ROOT", "ToolOutcome", "WarmSandbox", "run_sandboxed"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _STDERR_TAIL = 600
@@ -100,6 +101,89 @@ def run_sandboxed(
     return outcome(status, output, error)
 
 
+class WarmSandbox:
+    """One long-lived sandbox child answering calls one at a time: the same isolation as
+    `run_sandboxed` (own process, minimal environment, address-space limit) without paying a
+    Python start-up per call. A child that times out, dies or answers garbage is killed and the
+    next call gets a fresh one; so does one that has served `max_calls` calls."""
+
+    def __init__(self, *, memory_mb: int = 512, max_calls: int = 500) -> None:
+        """
+        memory_mb: address-space limit of the child.
+        max_calls: calls one child serves before it is replaced (bounds what a leak can grow).
+        """
+        self._limits = _limits(memory_mb=memory_mb, cpu_s=None)
+        self._max_calls = max_calls
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._served = 0
+
+    def run(self, *, tool: str, input: dict[str, Any], cfg: BackendConfig, idempotency_key: str,
+            timeout_s: float) -> ToolOutcome:
+        """Like `run_sandboxed`: never raises for a failed call."""
+        started = time.monotonic()
+
+        def outcome(status: Literal["ok", "error", "timeout"], output: dict[str, Any] | None,
+                    error: str | None) -> ToolOutcome:
+            return ToolOutcome(status, output, error, int((time.monotonic() - started) * 1000))
+
+        try:
+            line = json.dumps({"tool": tool, "input": input, "cfg": cfg.to_dict(),
+                               "idempotency_key": idempotency_key}) + "\n"
+        except (TypeError, ValueError) as exc:
+            return outcome("error", None, f"{tool}: input is not JSON-serialisable: {exc}")
+        try:
+            proc = self._child()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(line.encode("utf-8"))
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+            if not ready:
+                self._discard()
+                return outcome("timeout", None, f"{tool}: timed out after {timeout_s:g}s (child killed)")
+            reply_line = proc.stdout.readline()
+        except OSError as exc:  # the child died under us (broken pipe)
+            self._discard()
+            return outcome("error", None, f"{tool}: sandbox child failed: {exc}")
+        self._served += 1
+        try:
+            reply = json.loads(reply_line) if reply_line else None
+        except ValueError:
+            reply = None
+        if isinstance(reply, dict) and reply.get("ok") is True and isinstance(reply.get("output"), dict):
+            status, output, error = "ok", reply["output"], None
+        elif isinstance(reply, dict) and reply.get("ok") is False and isinstance(reply.get("error"), str):
+            status, output, error = "error", None, reply["error"]
+        else:
+            code = self._discard()
+            why = f"exited with status {code}" if code is not None else "answered garbage"
+            return outcome("error", None, f"{tool}: sandbox child {why}")
+        if self._served >= self._max_calls:
+            self._discard()
+        return outcome(status, output, error)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._discard()
+
+    def _child(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            limits = self._limits
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "processors.tools.sandbox", "--serve"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                cwd=REPO_ROOT, env=_child_env(), preexec_fn=lambda: _apply_limits(limits),
+            )
+            self._served = 0
+        return self._proc
+
+    def _discard(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        return proc.wait()
+
+
 def _child_env() -> dict[str, str]:
     # Built from scratch, not copied: the runtime's credentials never reach a tool.
     return {
@@ -173,30 +257,36 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _child_main() -> int:
-    """Child side: read the request, run the tool, print exactly one reply line."""
-    reply_stream = sys.stdout
-    # A stray print in a backend must not corrupt the reply line.
-    sys.stdout = sys.stderr
+def _reply_line(raw: bytes | str) -> str:
+    """Child side: one request in, exactly one reply line out (never raises)."""
     try:
-        request = json.loads(sys.stdin.buffer.read())
+        request = json.loads(raw)
         cfg = BackendConfig.from_dict(request["cfg"])
         output = run_tool(
             request["tool"], request["input"], cfg, idempotency_key=request["idempotency_key"]
         )
-        line = json.dumps({"ok": True, "output": output})
+        return json.dumps({"ok": True, "output": output})
     except ToolError as exc:
-        line = json.dumps({"ok": False, "error": str(exc)})
+        return json.dumps({"ok": False, "error": str(exc)})
     except MemoryError:
-        line = json.dumps(
+        return json.dumps(
             {"ok": False, "error": "sandbox: the tool ran out of memory (address-space limit)"}
         )
     except Exception as exc:
-        line = json.dumps({"ok": False, "error": f"sandbox: {type(exc).__name__}: {exc}"})
-    reply_stream.write(line + "\n")
-    reply_stream.flush()
+        return json.dumps({"ok": False, "error": f"sandbox: {type(exc).__name__}: {exc}"})
+
+
+def _child_main(serve: bool) -> int:
+    """Child side: answer one request (stdin to EOF), or with `serve` one per line until EOF."""
+    reply_stream = sys.stdout
+    # A stray print in a backend must not corrupt the reply line.
+    sys.stdout = sys.stderr
+    requests = iter(sys.stdin.buffer.readline, b"") if serve else [sys.stdin.buffer.read()]
+    for raw in requests:
+        reply_stream.write(_reply_line(raw) + "\n")
+        reply_stream.flush()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main())
+    raise SystemExit(_child_main(serve="--serve" in sys.argv[1:]))

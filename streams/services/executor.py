@@ -2,7 +2,8 @@
 
 It folds every run of its partitions and runs a ToolApproved only when the run's history shows
 the guard's approval of that very proposal, or a person's grant of that very parked call;
-anything else is refused to the dead letters.
+anything else is refused to the dead letters. Calls run one at a time in a warm sandbox
+child (its own process, minimal environment, memory limit), replaced on timeout or crash.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from processors.executor import execution_result, refusal
 from processors.state import RunState
 from processors.tools.registry import default_registry
-from processors.tools.sandbox import run_sandboxed
+from processors.tools.sandbox import WarmSandbox
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
 from streams.service import ServiceContext, utcnow
@@ -26,6 +27,7 @@ def main() -> None:
     ctx = ServiceContext("executor", settings)
     registry = default_registry()
     cfg = backend_config(settings)
+    sandbox = WarmSandbox()
 
     def handle(event: Event, state: RunState | None) -> Iterable[Event]:
         why = refusal(state, event, registry=registry)
@@ -35,8 +37,8 @@ def main() -> None:
         assert isinstance(p, ToolApproved)
         spec = registry.get(p.tool)
         assert spec is not None
-        outcome = run_sandboxed(tool=p.tool, input=json.loads(p.input_json), cfg=cfg,
-                                idempotency_key=p.idempotency_key, timeout_s=spec.timeout_s)
+        outcome = sandbox.run(tool=p.tool, input=json.loads(p.input_json), cfg=cfg,
+                              idempotency_key=p.idempotency_key, timeout_s=spec.timeout_s)
         ctx.log.info("%s %s %s: %s in %d ms", event.run_id, p.step_id, p.tool, outcome.status,
                      outcome.duration_ms)
         yield execution_result(
@@ -45,7 +47,10 @@ def main() -> None:
             error=outcome.error, duration_ms=outcome.duration_ms, cost_usd=spec.cost_usd, now=utcnow(),
         )
 
-    run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle, fold=True)
+    try:
+        run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle, fold=True)
+    finally:
+        sandbox.close()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from processors.tools.backends.email import message_id_for
 from processors.tools.backends.mailbox import read_mailbox, start_smtp_server
 from processors.tools.backends.sql import create_sample_database
 from processors.tools.backends.tickets import count_tickets, list_tickets
-from processors.tools.sandbox import ToolOutcome, run_sandboxed
+from processors.tools.sandbox import ToolOutcome, WarmSandbox, run_sandboxed
 
 pytestmark = pytest.mark.integration
 
@@ -411,3 +411,47 @@ def test_sandbox_reports_a_killed_child(cfg: BackendConfig) -> None:
     )
     assert outcome.status == "error"
     assert outcome.error is not None and "killed by SIGXCPU" in outcome.error
+
+
+# --- the warm sandbox the executor uses ----------------------------------------------------------
+
+
+def test_warm_sandbox_serves_calls_from_one_child_and_replaces_it_after_a_timeout(
+    cfg: BackendConfig,
+) -> None:
+    sandbox = WarmSandbox()
+    try:
+        query = {"sql": "SELECT count(*) FROM customers"}
+        first = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
+        child = sandbox._proc.pid  # noqa: SLF001 - which process served is the point here
+        second = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
+        assert first.status == second.status == "ok" and second.output["rows"] == [[20]]
+        assert sandbox._proc.pid == child  # noqa: SLF001
+        slow = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=0.0001)
+        assert slow.status == "timeout" and "child killed" in (slow.error or "")
+        again = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
+        assert again.status == "ok" and sandbox._proc.pid != child  # noqa: SLF001
+    finally:
+        sandbox.close()
+
+
+def test_warm_sandbox_recovers_from_a_killed_child_and_keeps_tool_errors_apart(
+    cfg: BackendConfig,
+) -> None:
+    sandbox = WarmSandbox(max_calls=2)
+    try:
+        ok = sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg, idempotency_key="k",
+                         timeout_s=30)
+        assert ok.status == "ok"
+        os.kill(sandbox._proc.pid, signal.SIGKILL)  # noqa: SLF001
+        dead = sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg,
+                           idempotency_key="k", timeout_s=30)
+        assert dead.status == "error" and "sandbox child" in (dead.error or "")
+        refused = sandbox.run(tool="query_sql", input={"sql": "DELETE FROM orders"}, cfg=cfg,
+                              idempotency_key="k", timeout_s=30)
+        assert refused.status == "error" and "sandbox" not in (refused.error or "")
+        served = [sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg,
+                              idempotency_key="k", timeout_s=30).status for _ in range(3)]
+        assert served == ["ok", "ok", "ok"]  # replaced after every 2 calls, transparently
+    finally:
+        sandbox.close()
