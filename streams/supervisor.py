@@ -97,7 +97,7 @@ def _ready(settings: Settings, proc: Proc) -> bool:
     return settings.path("run", f"{proc.name}.ready").exists()
 
 
-def _spawn(settings: Settings, proc: Proc) -> None:
+def _spawn(settings: Settings, proc: Proc) -> subprocess.Popen[bytes]:
     logs = settings.path("logs")
     logs.mkdir(parents=True, exist_ok=True)
     _pid_file(settings, proc.name).parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,7 @@ def _spawn(settings: Settings, proc: Proc) -> None:
         child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  cwd=REPO_ROOT, env=env, start_new_session=True)
     _pid_file(settings, proc.name).write_text(str(child.pid))
+    return child
 
 
 def _log_tail(settings: Settings, name: str, lines: int = 15) -> str:
@@ -115,12 +116,17 @@ def _log_tail(settings: Settings, name: str, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _wait(settings: Settings, procs: list[Proc], timeout_s: float) -> None:
+def _wait(settings: Settings, procs: list[Proc], timeout_s: float,
+          children: dict[str, subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + timeout_s
     waiting = list(procs)
     while waiting:
         for proc in list(waiting):
-            if not alive(settings, proc):
+            # A child of this call is judged by its exit status: until its exec completes, its
+            # /proc cmdline is still ours, and `alive` would call a starting process dead.
+            child = children.get(proc.name)
+            gone = child.poll() is not None if child is not None else not alive(settings, proc)
+            if gone:
                 raise SupervisorError(f"{proc.name} exited while starting:\n{_log_tail(settings, proc.name)}")
             if _ready(settings, proc):
                 waiting.remove(proc)
@@ -134,6 +140,7 @@ def _wait(settings: Settings, procs: list[Proc], timeout_s: float) -> None:
 def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:  # type: ignore[no-untyped-def]
     """Start whatever is not running; returns the names started."""
     started: list[str] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}
     procs = processes(settings)
     if settings.local_kafka:
         broker = procs[0]
@@ -143,9 +150,9 @@ def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:
             home = settings.path("kafka")
             local_kafka.write_config(home, port=settings.kafka_port, controller_port=settings.controller_port)
             local_kafka.format_storage(home)
-            _spawn(settings, broker)
+            children[broker.name] = _spawn(settings, broker)
             started.append(broker.name)
-        _wait(settings, [broker], timeout_s)
+        _wait(settings, [broker], timeout_s, children)
         procs = procs[1:]
     else:
         wait_for_broker(settings, timeout_s=30)
@@ -157,11 +164,11 @@ def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:
     create_sample_database(cfg.sql_path)
     todo = [p for p in procs if not alive(settings, p)]
     for proc in todo:
-        _spawn(settings, proc)
+        children[proc.name] = _spawn(settings, proc)
         started.append(proc.name)
     if todo:
         say(f"starting {', '.join(p.name for p in todo)}…")
-    _wait(settings, [p for p in processes(settings)], timeout_s)
+    _wait(settings, processes(settings), timeout_s, children)
     return started
 
 

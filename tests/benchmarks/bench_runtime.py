@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,19 +28,10 @@ from schemas.events import Event
 from streams.kafka import make_codec, producer
 from streams.runs import request_run
 from streams.settings import Settings
+from tests.free_ports import free_ports
 
 TEXTS = ["What is our refund policy for annual plans?", "How many customers do we have in Germany?",
          "Open a ticket: badge reader broken", "How many orders are pending?"]
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -109,7 +99,7 @@ def main() -> None:
     args.add_argument("--rtt", type=int, default=2000)
     opts = args.parse_args()
     home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
-    kafka, controller, gateway, query, smtp = _ports(5)
+    kafka, controller, gateway, query, smtp = free_ports(5)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")},
            "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
            "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,9 @@ import httpx
 import pytest
 
 from streams.settings import Settings
+from tests.free_ports import free_ports
 
 AGENTLOG = str(Path(sys.executable).with_name("agentlog"))
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclass
@@ -94,7 +84,7 @@ def eventually(check: Callable[[], Any], *, timeout: float = 30, what: str = "co
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("agentlog-home")
-    kafka, controller, gateway, query, smtp = _free_ports(5)
+    kafka, controller, gateway, query, smtp = free_ports(5)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
     env.update({
         "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
