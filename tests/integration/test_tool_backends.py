@@ -427,7 +427,11 @@ def test_warm_sandbox_serves_calls_from_one_child_and_replaces_it_after_a_timeou
         second = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
         assert first.status == second.status == "ok" and second.output["rows"] == [[20]]
         assert sandbox._proc.pid == child  # noqa: SLF001
-        slow = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=0.0001)
+        # A warm child answers a small query in well under a millisecond: give it real work.
+        long_query = {"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                             "WHERE x < 50000000) SELECT count(*) FROM c"}
+        slow = sandbox.run(tool="query_sql", input=long_query, cfg=cfg, idempotency_key="k",
+                           timeout_s=0.2)
         assert slow.status == "timeout" and "child killed" in (slow.error or "")
         again = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
         assert again.status == "ok" and sandbox._proc.pid != child  # noqa: SLF001
