@@ -85,8 +85,8 @@ def plan_for(run_id: str, *, tool: str = "search_docs",
     }, indent=1)
 
 
-def planner(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatiblePlanner, list[float]]:
-    """A planner on the stand-in that really sleeps, and notes each wait."""
+def chat_client(llm: FakeLLM, *, model: str, job: str, **options: Any) -> tuple[ChatClient, list[float]]:
+    """A client of the stand-in that really sleeps between tries, and notes each wait."""
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -95,7 +95,11 @@ def planner(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatiblePlanner, list
 
     settings: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 2, "backoff_s": 0.05,
                                 "rng": random.Random(7), "api_key": KEY, **options}
-    client = ChatClient(base_url=llm.base_url, model=MODEL, job="planner", sleep=sleep, **settings)
+    return ChatClient(base_url=llm.base_url, model=model, job=job, sleep=sleep, **settings), waits
+
+
+def planner(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatiblePlanner, list[float]]:
+    client, waits = chat_client(llm, model=MODEL, job="planner", **options)
     return OpenAICompatiblePlanner(client=client, prompt=load_prompt("planner", "v1"),
                                    registry=REGISTRY), waits
 
@@ -383,16 +387,7 @@ def test_a_finalizer_model_writes_the_final_answer_of_a_real_run(llm_stack: Stac
 
 
 def writer(llm: FakeLLM, **options: Any) -> tuple[OpenAICompatibleWriter, list[float]]:
-    """A writer on the stand-in that really sleeps, and notes each wait."""
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        time.sleep(seconds)
-
-    settings: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 2, "backoff_s": 0.05,
-                                "rng": random.Random(7), "api_key": KEY, **options}
-    client = ChatClient(base_url=llm.base_url, model=WRITER_MODEL, job="finalizer", sleep=sleep, **settings)
+    client, waits = chat_client(llm, model=WRITER_MODEL, job="finalizer", **options)
     return OpenAICompatibleWriter(client=client, prompt=load_prompt("finalizer", "v1")), waits
 
 
