@@ -9,6 +9,7 @@ from confluent_kafka import Producer
 
 from processors.state import RunState, Status, fold
 from schemas.codec import EventCodec
+from schemas.events import Event
 from streams.query_api import run_query
 from streams.runs import NoSuchRun, decide_approval, read_run
 from streams.settings import Settings
@@ -45,9 +46,11 @@ def pending_approvals(settings: Settings, *, tenant_id: str | None = None) -> li
 
 
 def decide(settings: Settings, producer: Producer, codec: EventCodec, run_id: str, *,
-           approve: bool, approver: str, reason: str) -> RunState:
-    """Send a person's decision on the call `run_id` waits on; returns the run as it was."""
-    state = fold(read_run(settings, codec, run_id))
+           approve: bool, approver: str, reason: str, events: list[Event] | None = None) -> RunState:
+    """Send a person's decision on the call `run_id` waits on; returns the run as it was.
+
+    events: the run's events when the caller has just read them (saves a second scan)."""
+    state = fold(events if events is not None else read_run(settings, codec, run_id))
     if state is None:
         raise NoSuchRun(f"no run {run_id}")
     if state.status != Status.AWAITING_APPROVAL or state.parked is None:

@@ -163,9 +163,10 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
 
     @app.post("/v1/runs/{run_id}/cancel", status_code=202)
     def cancel(run_id: str, body: Cancel, key: ApiKey = needs("submit")) -> dict[str, Any]:
-        own_run(run_id, key)
+        events = own_run(run_id, key)
         try:
-            cancel_run(settings, producer, codec, run_id, reason=body.reason, requested_by=body.requested_by)
+            cancel_run(settings, producer, codec, run_id, reason=body.reason,
+                       requested_by=body.requested_by, events=events)
         except NoSuchRun as exc:
             raise HTTPException(404, str(exc)) from None
         except AlreadyEnded as exc:
@@ -177,10 +178,10 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         return pending_approvals(settings, tenant_id=key.tenant_id)
 
     def _decide(run_id: str, body: Decision, key: ApiKey, approve: bool) -> dict[str, Any]:
-        own_run(run_id, key)
+        events = own_run(run_id, key)
         try:
             state = decide(settings, producer, codec, run_id, approve=approve, approver=body.approver,
-                           reason=body.reason)
+                           reason=body.reason, events=events)
         except NoSuchRun as exc:
             raise HTTPException(404, str(exc)) from None
         except NotWaiting as exc:

@@ -74,9 +74,11 @@ class AlreadyEnded(RuntimeError):
 
 
 def cancel_run(settings: Settings, producer: Producer, codec: EventCodec, run_id: str, *,
-               reason: str, requested_by: str) -> RunState:
-    """Ask the orchestrator to cancel `run_id`; returns the run as it was."""
-    state = fold(read_run(settings, codec, run_id))
+               reason: str, requested_by: str, events: list[Event] | None = None) -> RunState:
+    """Ask the orchestrator to cancel `run_id`; returns the run as it was.
+
+    events: the run's events when the caller has just read them (saves a second scan)."""
+    state = fold(events if events is not None else read_run(settings, codec, run_id))
     if state is None:
         raise NoSuchRun(f"no run {run_id}")
     if state.terminal:
