@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
-from typing import Annotated, Any, ClassVar, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, SkipValidation, model_validator
 
@@ -43,7 +43,6 @@ class Record(BaseModel):
     """Base of every mirrored Avro record."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    avro_namespace: ClassVar[str] = "agentlog"
 
 
 class ModelCall(Record):

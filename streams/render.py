@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -98,7 +97,3 @@ def rows_table(columns: list[str], rows: list[list[Any]], *, title: str | None =
     for row in rows:
         table.add_row(*[("" if v is None else str(v)) for v in row])
     return table
-
-
-def console() -> Console:
-    return Console(highlight=False)
