@@ -15,7 +15,8 @@ __all__ = [
     "PlanGenerated", "PlanRejected", "ToolProposed", "ToolApproved", "ToolRejected",
     "ApprovalRequested", "ApprovalGranted", "ApprovalDenied", "ApprovalExpired", "ToolExecuted",
     "ObservationCaptured", "ResponseRequested", "ResponseDrafted", "ResponseFinalized",
-    "BudgetExceeded", "RunCancelled", "RunFailed", "RunCompleted", "Payload", "PAYLOAD_TYPES",
+    "BudgetExceeded", "StepTimedOut", "RequestRetried", "RunTimedOut", "RunCancelled",
+    "RunFailed", "RunCompleted", "Payload", "PAYLOAD_TYPES",
     "TERMINAL_TYPES", "Event",
 ]
 
@@ -194,6 +195,26 @@ class BudgetExceeded(Record):
     reason: str
 
 
+class StepTimedOut(Record):
+    request_id: str
+    request_type: str
+    attempt: int
+    timeout_s: float
+
+
+class RequestRetried(Record):
+    request_id: str
+    request_type: str
+    attempt: int
+    timeout_s: float
+    request_json: str
+
+
+class RunTimedOut(Record):
+    limit_s: float
+    active_s: float
+
+
 class RunCancelled(Record):
     reason: str
     requested_by: str | None = None
@@ -215,7 +236,8 @@ Payload = Union[
     RunRequested, RunStarted, PlanGenerated, PlanRejected, ToolProposed, ToolApproved,
     ToolRejected, ApprovalRequested, ApprovalGranted, ApprovalDenied, ApprovalExpired,
     ToolExecuted, ObservationCaptured, ResponseRequested, ResponseDrafted, ResponseFinalized,
-    BudgetExceeded, RunCancelled, RunFailed, RunCompleted,
+    BudgetExceeded, StepTimedOut, RequestRetried, RunTimedOut, RunCancelled, RunFailed,
+    RunCompleted,
 ]
 
 # Order matters: it is the order of the Avro union in agentlog.Event.avsc.
