@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from processors.results import answer
-from processors.state import RunState
+from processors.state import RunState, approval_refusal
 from processors.tools.registry import ToolRegistry
-from schemas.events import Event, ToolApproved, ToolExecuted
+from schemas.events import Event, RequestRetried, ToolApproved, ToolExecuted
 
 __all__ = ["refusal", "execution_result", "ACTOR"]
 
@@ -17,36 +17,30 @@ ACTOR = "tool_executor"
 def refusal(state: RunState | None, approved: Event, *, registry: ToolRegistry) -> str | None:
     """Why `approved` must not run, or None.
 
-    `state` is the run folded from the log up to (not including) `approved`. A call runs only
-    when the log shows what approved it: the guard's answer to the very proposal it names, or
-    a person's grant of the very call that was parked, with the same step, tool and input.
+    `state` is the run folded from the log up to the event that asks for the call: up to,
+    not including, the ToolApproved itself; or up to and including a RequestRetried that asks
+    for it again. A call runs only when the log shows what approved it (`approval_refusal`):
+    the guard's answer to the very proposal it names, or a person's grant of the very call
+    that was parked.
     """
     p = approved.payload
     if not isinstance(p, ToolApproved):
         return f"{approved.event_type} is not an approval"
     if state is None:
         return f"run {approved.run_id} has no events before this approval"
-    if approved.seq != state.seq + 1:
+    last = state.last
+    asked = state.open_requests.get(approved.event_id)
+    retry = (last is not None and isinstance(last.payload, RequestRetried)
+             and last.payload.request_id == approved.event_id)
+    if retry and (asked is None or asked.event != approved):
+        return "the retried approval is not the one the log holds open"
+    if not retry and approved.seq != state.seq + 1:
         return f"seq {approved.seq} does not follow the run's last seq {state.seq}"
     if registry.get(p.tool) is None:
         return f"tool {p.tool!r} is not registered"
     if p.idempotency_key != f"{approved.run_id}/{p.step_id}":
         return f"idempotency key {p.idempotency_key!r} does not name step {p.step_id} of the run"
-    call = (p.step_id, p.tool, p.input_json)
-    cause = approved.causation_id
-    if cause is not None and state.open_requests.get(cause) == "ToolProposed":
-        proposal = state.proposed
-        if state.proposed_event_id == cause and proposal is not None \
-                and (proposal.step_id, proposal.tool, proposal.input_json) == call:
-            return None
-        return "the approval does not match the call that was proposed"
-    last = state.last
-    if last is not None and last.event_type == "ApprovalGranted" and last.event_id == cause:
-        parked = state.parked
-        if parked is not None and (parked.step_id, parked.tool, parked.input_json) == call:
-            return None
-        return "the approval does not match the call a person approved"
-    return "no proposal answered by the guard, nor a person's grant, approves this call"
+    return asked.refusal if retry and asked is not None else approval_refusal(state, approved)
 
 
 def execution_result(approved: Event, *, status: str, output_json: str | None,

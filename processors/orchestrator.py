@@ -9,16 +9,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from processors.observations import summarize
-from processors.state import REQUEST_ANSWERS, RunState, Status, evolve
+from processors.state import REQUEST_ANSWERS, OpenRequest, RunState, Status, evolve
 from schemas.events import (
-    ApprovalRequested, BudgetExceeded, Event, ObservationCaptured, Record, ResponseFinalized, ResponseRequested, RunCancelled, RunCompleted, RunFailed, RunRequested,
-    RunStarted, ToolApproved, ToolExecuted, ToolProposed, ToolRejected,
+    ApprovalExpired,
+    ApprovalRequested,
+    BudgetExceeded,
+    Event,
+    ObservationCaptured,
+    Record,
+    RequestRetried,
+    ResponseFinalized,
+    ResponseRequested,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunRequested,
+    RunStarted,
+    RunTimedOut,
+    StepTimedOut,
+    ToolApproved,
+    ToolExecuted,
+    ToolProposed,
+    ToolRejected,
 )
 
-__all__ = ["Outcome", "OrchestratorConfig", "handle", "event_id_for", "due_expiries", "ACTOR"]
+__all__ = ["Outcome", "OrchestratorConfig", "Timeouts", "handle", "event_id_for", "due_timers",
+           "ACTOR"]
 
 ACTOR = "orchestrator"
 _ID_NAMESPACE = uuid.UUID("6f1c1f1e-4a8b-4e0e-9a57-2a6b8f0c9d10")
@@ -31,9 +50,40 @@ FALLBACK_ANSWER = (
 
 
 @dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """How long workers get to answer, how often they are asked, how long a run may work."""
+
+    step_s: float = 30.0
+    """Time to answer a request's first attempt (a tool call gets its own timeout on top)."""
+    attempts: int = 3
+    """Attempts per request, the first included; then the run fails."""
+    backoff: float = 2.0
+    """Each retry gets `backoff` times the previous attempt's time."""
+    run_s: float = 600.0
+    """Time a run may work in all, waits for a person not counted; 0 for no limit."""
+    by_request: Mapping[str, float] = field(default_factory=dict)
+    """Per request type (RunStarted, ToolProposed, …), a first-attempt time other than step_s."""
+
+    def for_attempt(self, request: Event, attempt: int, tool_timeouts: Mapping[str, float]) -> float:
+        base = self.by_request.get(request.event_type, self.step_s)
+        if isinstance(request.payload, ToolApproved):
+            base += tool_timeouts.get(request.payload.tool, 0.0)
+        return round(base * self.backoff ** (attempt - 1), 3)
+
+
+@dataclass(frozen=True, kw_only=True)
 class OrchestratorConfig:
     tool_costs: Mapping[str, float] = field(default_factory=dict)
     """Estimated cost per call of each tool, checked against the run's budget before a call."""
+    tool_timeouts: Mapping[str, float] = field(default_factory=dict)
+    """Each tool's own time limit, added to the time its call's request is given."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def attempt_timeout(self, asked: OpenRequest) -> float:
+        """Seconds the current attempt of `asked` is given."""
+        if asked.timeout_s is not None:
+            return asked.timeout_s
+        return self.timeouts.for_attempt(asked.event, asked.attempt, self.tool_timeouts)
 
 
 @dataclass(frozen=True)
@@ -98,6 +148,17 @@ def _accept(state: RunState | None, record: Event,
         return [], f"{kind} after the run ended ({state.status})", False
     if isinstance(p, RunCancelled):
         return [(p, record.actor, record.event_id)], None, False
+    if isinstance(p, StepTimedOut):
+        asked = state.open_requests.get(p.request_id)
+        if asked is None or asked.attempt != p.attempt:
+            return [], f"timeout of {p.request_type} attempt {p.attempt}, which is not in flight", False
+        if now < asked.asked_at + timedelta(seconds=p.timeout_s):
+            return [], f"{p.request_type} attempt {p.attempt} is not late yet", False
+        return [(p, record.actor, p.request_id)], None, False
+    if isinstance(p, RunTimedOut):
+        if state.active_at(now) < p.limit_s:
+            return [], f"run has worked {state.active_at(now):.1f} s of its {p.limit_s} s", False
+        return [(p, record.actor, None)], None, False
     if kind in ("ApprovalGranted", "ApprovalDenied", "ApprovalExpired"):
         parked = state.parked
         if (state.status != Status.AWAITING_APPROVAL or parked is None
@@ -109,8 +170,8 @@ def _accept(state: RunState | None, record: Event,
     request = state.open_requests.get(record.causation_id or "")
     if request is None:
         return [], f"{kind} answers {record.causation_id}, which is not an open request", False
-    if kind not in REQUEST_ANSWERS[request]:
-        return [], f"{kind} cannot answer a {request}", True
+    if kind not in REQUEST_ANSWERS[request.kind]:
+        return [], f"{kind} cannot answer a {request.kind}", True
     return [(p, record.actor, record.causation_id)], None, False
 
 
@@ -152,6 +213,11 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
                             rejected_by=who), ACTOR, cause
     if kind == "BudgetExceeded":
         return _request_response(state, cause)
+    if isinstance(p, StepTimedOut):
+        return _retry_or_fail(state, p, config, cause)
+    if isinstance(p, RunTimedOut):
+        return RunFailed(stage="timeout", reason=f"the run worked {p.active_s:.1f} s, past its "
+                                                 f"{p.limit_s:g} s limit"), ACTOR, cause
     if kind == "ResponseFinalized":
         duration = int((last.event_time - state.started_at).total_seconds() * 1000)
         if state.failure is not None:
@@ -160,6 +226,19 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
         return RunCompleted(outcome=_outcome(state), tool_calls=state.metrics.tool_calls,
                             cost_usd=state.metrics.cost_usd, duration_ms=duration), ACTOR, cause
     return None
+
+
+def _retry_or_fail(state: RunState, p: StepTimedOut, config: OrchestratorConfig,
+                   cause: str) -> _Draft:
+    asked = state.open_requests.get(p.request_id)
+    if asked is not None and p.attempt < config.timeouts.attempts:
+        attempt = p.attempt + 1
+        timeout = config.timeouts.for_attempt(asked.event, attempt, config.tool_timeouts)
+        return RequestRetried(request_id=p.request_id, request_type=p.request_type,
+                              attempt=attempt, timeout_s=timeout,
+                              request_json=asked.event.model_dump_json()), ACTOR, cause
+    return RunFailed(stage="timeout", reason=f"{p.request_type} had no answer after "
+                                             f"{p.attempt} attempt(s)"), ACTOR, cause
 
 
 def _parked_request(state: RunState) -> ApprovalRequested:
@@ -200,6 +279,25 @@ def _outcome(state: RunState) -> str:
     return "refused"
 
 
-def due_expiries(parked: Mapping[str, tuple[str, datetime]], now: datetime) -> list[tuple[str, str]]:
-    """(run_id, step_id) of parked calls whose approval window has closed at `now`."""
-    return [(run_id, step) for run_id, (step, expires_at) in parked.items() if expires_at <= now]
+def due_timers(state: RunState, now: datetime, config: OrchestratorConfig) -> list[tuple[Record, str | None]]:
+    """The timer records (payload, causation) that are due for `state` at `now`.
+
+    An approval window that closed, an attempt that had no answer in time, a run past its
+    time limit. The orchestrator service sends them through the inbox like any other record;
+    `handle` drops one that is no longer true when it arrives.
+    """
+    if state.terminal:
+        return []
+    due: list[tuple[Record, str | None]] = []
+    parked = state.parked
+    if state.status == Status.AWAITING_APPROVAL and parked is not None and now >= parked.expires_at:
+        due.append((ApprovalExpired(step_id=parked.step_id), state.parked_event_id))
+    for request_id, asked in state.open_requests.items():
+        limit = config.attempt_timeout(asked)
+        if now >= asked.asked_at + timedelta(seconds=limit):
+            due.append((StepTimedOut(request_id=request_id, request_type=asked.kind,
+                                     attempt=asked.attempt, timeout_s=limit), request_id))
+    run_s = config.timeouts.run_s
+    if run_s and (active := state.active_at(now)) >= run_s:
+        due.append((RunTimedOut(limit_s=run_s, active_s=round(active, 3)), None))
+    return due

@@ -5,17 +5,27 @@ Pure: no clock, no ids, no I/O. The orchestrator, every replay and the tests fol
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from collections.abc import Mapping
 
 from schemas.events import (
-    ApprovalRequested, Event, ObservationCaptured, PlanGenerated, PlanStep, RunMetrics,
-    RunStarted, ToolExecuted, ToolProposed,
+    ApprovalRequested,
+    Event,
+    ObservationCaptured,
+    PlanGenerated,
+    PlanStep,
+    RequestRetried,
+    RunMetrics,
+    RunStarted,
+    ToolApproved,
+    ToolExecuted,
+    ToolProposed,
 )
 
-__all__ = ["RunState", "Status", "evolve", "fold", "REQUEST_ANSWERS", "new_run"]
+__all__ = ["RunState", "OpenRequest", "Status", "evolve", "fold", "REQUEST_ANSWERS", "new_run",
+           "approval_refusal"]
 
 # A request event the orchestrator appends, and the result types a worker may answer it with.
 REQUEST_ANSWERS: Mapping[str, frozenset[str]] = MappingProxyType({
@@ -27,6 +37,8 @@ REQUEST_ANSWERS: Mapping[str, frozenset[str]] = MappingProxyType({
     # The draft goes to the finalizer (a stronger model, or a pass-through).
     "ResponseDrafted": frozenset({"ResponseFinalized"}),
 })
+
+_ANSWERS = frozenset().union(*REQUEST_ANSWERS.values())
 
 _STATUS_AFTER = {
     "ApprovalRequested": "awaiting_approval",
@@ -46,6 +58,24 @@ class Status:
     FAILED = "failed"
     CANCELLED = "cancelled"
     TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    """A request the orchestrator appended that no worker has answered yet."""
+
+    event: Event
+    asked_at: datetime
+    """When the current attempt was asked (the request, or its latest retry)."""
+    attempt: int = 1
+    timeout_s: float | None = None
+    """How long the current attempt is given; None until a retry states it (the config's)."""
+    refusal: str | None = None
+    """For a ToolApproved: why the log does not back it (None when it does)."""
+
+    @property
+    def kind(self) -> str:
+        return self.event.event_type
 
 
 _NO_METRICS = RunMetrics(tool_calls=0, tickets_created=0, emails_sent=0, cost_usd=0.0)
@@ -69,8 +99,8 @@ class RunState:
     budget_usd: float = 0.0
     step_index: int = 0
     """Index in `steps` of the step in flight (== len(steps) once all have run)."""
-    open_requests: Mapping[str, str] = field(default_factory=dict)
-    """event_id -> event_type of requests still waiting for their worker's answer."""
+    open_requests: Mapping[str, OpenRequest] = field(default_factory=dict)
+    """event_id -> the requests still waiting for their worker's answer."""
     proposed: ToolProposed | None = None
     """The last call put to the guard, and its event id: what an approval must match."""
     proposed_event_id: str | None = None
@@ -83,6 +113,15 @@ class RunState:
     """Why the run cannot succeed (a rejected plan, no budget to plan), decided early."""
     stopped: str | None = None
     """Why the run stopped before its plan was done (a budget), for the answer and outcome."""
+    active_s: float = 0.0
+    """Seconds the run worked before its current stretch (waits for a person not counted)."""
+    active_since: datetime | None = None
+    """When the current stretch of work began; None while the run waits for a person."""
+
+    def active_at(self, now: datetime) -> float:
+        """Seconds the run has worked by `now`, not counting waits for a person."""
+        since = self.active_since
+        return self.active_s + (max((now - since).total_seconds(), 0.0) if since else 0.0)
 
     @property
     def terminal(self) -> bool:
@@ -96,7 +135,37 @@ def new_run(event: Event) -> RunState:
     return RunState(
         run_id=event.run_id, tenant_id=event.tenant_id, route=p.route, text=p.text,
         idempotency_key=p.idempotency_key, started_at=event.event_time,
+        active_since=event.event_time,
     )
+
+
+def approval_refusal(state: RunState | None, approved: Event) -> str | None:
+    """Why the log up to (not including) `approved` does not back it, or None.
+
+    A call is backed by the guard's answer to the very proposal it names, or by a person's
+    grant of the very call that was parked, with the same step, tool and input.
+    """
+    p = approved.payload
+    if not isinstance(p, ToolApproved):
+        return f"{approved.event_type} is not an approval"
+    if state is None:
+        return f"run {approved.run_id} has no events before this approval"
+    call = (p.step_id, p.tool, p.input_json)
+    cause = approved.causation_id
+    asked = state.open_requests.get(cause or "")
+    if asked is not None and asked.kind == "ToolProposed":
+        proposal = state.proposed
+        if state.proposed_event_id == cause and proposal is not None \
+                and (proposal.step_id, proposal.tool, proposal.input_json) == call:
+            return None
+        return "the approval does not match the call that was proposed"
+    last = state.last
+    if last is not None and last.event_type == "ApprovalGranted" and last.event_id == cause:
+        parked = state.parked
+        if parked is not None and (parked.step_id, parked.tool, parked.input_json) == call:
+            return None
+        return "the approval does not match the call a person approved"
+    return "no proposal answered by the guard, nor a person's grant, approves this call"
 
 
 def _metrics_after(m: RunMetrics, p: ToolExecuted) -> RunMetrics:
@@ -121,10 +190,11 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     kind = event.event_type
     changes: dict[str, object] = {"seq": event.seq, "last": event}
     open_requests = dict(state.open_requests)
-    if event.causation_id is not None:
+    if kind in _ANSWERS and event.causation_id is not None:
         open_requests.pop(event.causation_id, None)
     if kind in REQUEST_ANSWERS:
-        open_requests[event.event_id] = kind
+        refusal = approval_refusal(state, event) if kind == "ToolApproved" else None
+        open_requests[event.event_id] = OpenRequest(event, event.event_time, refusal=refusal)
     if kind in _STATUS_AFTER:
         changes["status"] = _STATUS_AFTER[kind]
     if kind == "PlanGenerated":
@@ -137,7 +207,16 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     elif kind == "ToolProposed":
         changes.update(proposed=p, proposed_event_id=event.event_id)
     elif kind == "ApprovalRequested":
-        changes.update(parked=p, parked_event_id=event.event_id)
+        changes.update(parked=p, parked_event_id=event.event_id, active_since=None,
+                       active_s=state.active_at(event.event_time))
+    elif kind in ("ApprovalGranted", "ApprovalDenied", "ApprovalExpired"):
+        changes["active_since"] = event.event_time
+    elif kind == "RequestRetried":
+        assert isinstance(p, RequestRetried)
+        asked = open_requests.get(p.request_id)
+        if asked is not None:
+            open_requests[p.request_id] = replace(asked, asked_at=event.event_time,
+                                                  attempt=p.attempt, timeout_s=p.timeout_s)
     elif kind in ("ToolApproved", "ToolRejected"):
         # Kept through the human decision so the follow-up can restate the parked call.
         changes.update(parked=None, parked_event_id=None)
@@ -160,7 +239,8 @@ def evolve(state: RunState | None, event: Event) -> RunState:
             changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)  # type: ignore[union-attr]
     if kind in ("RunCompleted", "RunFailed", "RunCancelled"):
         open_requests.clear()
-        changes.update(parked=None, parked_event_id=None)
+        changes.update(parked=None, parked_event_id=None, active_since=None,
+                       active_s=state.active_at(event.event_time))
     changes["open_requests"] = open_requests
     return replace(state, **changes)  # type: ignore[arg-type]
 

@@ -18,6 +18,7 @@ STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "red",
 
 _TYPE_STYLE = {"ToolRejected": "bold red", "PlanRejected": "bold red", "RunFailed": "bold red",
                "BudgetExceeded": "bold red", "ApprovalRequested": "bold yellow",
+               "StepTimedOut": "yellow", "RunTimedOut": "bold red", "RequestRetried": "yellow",
                "ToolApproved": "green", "RunCompleted": "bold green", "ResponseFinalized": "bold"}
 
 
@@ -68,6 +69,12 @@ def event_summary(e: Event) -> str:
         return f"{p.outcome} · {p.tool_calls} tool call(s) · ${p.cost_usd:.4f} · {p.duration_ms} ms"
     if t in ("RunFailed", "RunCancelled", "BudgetExceeded"):
         return _short(p.reason)
+    if t == "StepTimedOut":
+        return f"{p.request_type} attempt {p.attempt}: no answer in {p.timeout_s:g} s"
+    if t == "RequestRetried":
+        return f"{p.request_type} asked again: attempt {p.attempt}, {p.timeout_s:g} s to answer"
+    if t == "RunTimedOut":
+        return f"worked {p.active_s:.1f} s, past its {p.limit_s:g} s limit"
     return _short(e.payload.model_dump_json())
 
 

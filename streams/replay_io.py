@@ -19,7 +19,6 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from policies import load_policy
 from processors.models import planner_for, writer_for
-from processors.orchestrator import OrchestratorConfig
 from processors.replay import (
     Candidate,
     Processors,
@@ -36,6 +35,7 @@ from processors.tools.registry import default_registry
 from schemas.events import Event, RunStarted
 from streams.kafka import consumer, header, make_codec
 from streams.models_config import api_keys_from_env, load_models_config
+from streams.orchestration import orchestrator_config
 from streams.query_api import run_insert, run_query
 from streams.settings import REPO_ROOT, Settings
 from streams.supervisor import alive, processes
@@ -64,7 +64,7 @@ def today_processors(settings: Settings) -> Processors:
     return Processors(
         policy=remembering_policy(load_policy(settings.policy_file, registry=registry)),
         registry=registry, models=load_models_config(settings.models_file),
-        orchestrator=OrchestratorConfig(tool_costs={t.name: t.cost_usd for t in tools}),
+        orchestrator=orchestrator_config(settings, tools),
         approval_ttl=settings.approval_ttl)
 
 

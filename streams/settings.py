@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "load_settings", "REPO_ROOT"]
@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     """Folder that search_docs searches."""
     approval_ttl_s: int = 86_400
     """How long a parked call waits for a person."""
+    step_timeout_s: float = Field(30.0, gt=0)
+    """Time a worker has to answer a request's first attempt (a tool call adds its own limit)."""
+    step_attempts: int = Field(3, ge=1)
+    """Attempts per request, the first included; a request out of attempts fails the run."""
+    step_backoff: float = Field(2.0, ge=1)
+    """Each retry is given this many times the time of the attempt before it."""
+    run_timeout_s: float = Field(600.0, ge=0)
+    """Time a run may work in all, waits for a person not counted; 0: no limit."""
     default_tenant: str = "default"
     """Tenant of requests that name none."""
     instance_id: str = "0"

@@ -4,6 +4,10 @@ At-least-once: answers are flushed before the offsets are committed, so a crash 
 and the worker answers again; the orchestrator drops an answer it has already applied.
 A worker that must judge an event against its run's history (`fold=True`) folds every event
 of its partitions, rebuilt from the log up to its committed offsets when partitions arrive.
+
+A RequestRetried asks a worker again for a request it handles: the handler gets the original
+request (its answer names that request as its cause) and the run folded up to and including
+the RequestRetried.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from processors.state import RunState, evolve
 from schemas.codec import DecodeError
-from schemas.events import Event
+from schemas.events import Event, RequestRetried
 from streams.kafka import consumer, header, headers_for, make_codec, next_batch, producer
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext
@@ -67,7 +71,8 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
                     ctx.log.warning("consume error: %s", msg.error())
                     continue
                 # Filter on the header: events nobody here needs are never decoded.
-                wanted = header(msg.headers(), "event_type") in handles
+                kind = header(msg.headers(), "event_type")
+                wanted = kind in handles or kind == "RequestRetried"
                 if not (wanted or fold):
                     continue
                 try:
@@ -76,9 +81,21 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
                     ctx.dead_letter(out, msg, f"undecodable: {exc}")
                     continue
                 before = states.get(event.run_id)
+                asked, judged_by = event, before
+                if isinstance(event.payload, RequestRetried):
+                    wanted = event.payload.request_type in handles
+                    try:
+                        asked = Event.model_validate_json(event.payload.request_json) if wanted else event
+                    except ValueError as exc:
+                        ctx.dead_letter(out, msg, f"retried request unreadable: {exc}")
+                        wanted = False
+                    if wanted:
+                        judged_by = evolve(before, event) if before is not None else None
+                        ctx.log.info("%s asked again (attempt %d) for %s", asked.event_type,
+                                     event.payload.attempt, event.run_id)
                 if wanted:
                     try:
-                        for a in handle(event, before):
+                        for a in handle(asked, judged_by):
                             out.produce(settings.inbox_topic, key=a.run_id, value=codec.encode(a),
                                         headers=headers_for(a))
                     except Refused as exc:

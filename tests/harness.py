@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from processors.orchestrator import OrchestratorConfig, handle
+from processors.orchestrator import OrchestratorConfig, due_timers, handle
 from processors.results import answer
 from processors.state import RunState
 from schemas.events import Event, PlanGenerated, PlanStep, RunRequested, ToolApproved, ToolExecuted
 from tests.factories import CALL, T0, envelope
 
-CONFIG = OrchestratorConfig(tool_costs={"search_docs": 0.0005, "send_email": 0.002, "query_sql": 0.001})
+CONFIG = OrchestratorConfig(tool_costs={"search_docs": 0.0005, "send_email": 0.002, "query_sql": 0.001},
+                            tool_timeouts={"search_docs": 5.0})
 RUN = "run-0001"
 
 
@@ -33,6 +34,16 @@ class Run:
     def request(self, text: str = "find the refund policy", key: str = "k1"):
         return self.send(envelope(RunRequested(text=text, idempotency_key=key), run_id=RUN, seq=0,
                                   actor="gateway", event_id=f"req-{key}"))
+
+    def fire_timers(self, after_s: float = 0.0) -> list[str]:
+        """Let `after_s` seconds pass, then send what the service's timer would: the types sent."""
+        self.clock += timedelta(seconds=after_s)
+        sent = []
+        for i, (payload, cause) in enumerate(due_timers(self.state, self.clock, CONFIG)):
+            self.send(envelope(payload, run_id=RUN, seq=0, event_id=f"timer-{self.clock}-{i}",
+                               causation_id=cause, actor="timer", at=self.clock))
+            sent.append(type(payload).__name__)
+        return sent
 
     def last(self, kind: str) -> Event:
         return next(e for e in reversed(self.log) if e.event_type == kind)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -21,12 +20,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.orchestrator import OrchestratorConfig, due_expiries, handle
-from processors.state import RunState, Status
-from processors.tools.registry import default_registry
+from processors.orchestrator import due_timers, handle
+from processors.state import RunState
 from schemas.codec import DecodeError, EventCodec
-from schemas.events import ApprovalExpired, Event
+from schemas.events import Event
 from streams.kafka import consumer, headers_for, make_codec, next_batch, producer
+from streams.orchestration import orchestrator_config
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
@@ -37,13 +36,13 @@ class Orchestrator:
         self.ctx = ctx
         self.settings = ctx.settings
         self.codec: EventCodec = make_codec(self.settings)
-        self.config = OrchestratorConfig(
-            tool_costs={t.name: t.cost_usd for t in default_registry()})
+        self.config = orchestrator_config(self.settings)
         self.states: dict[str, RunState] = {}
         self.partition_of: dict[str, int] = {}
-        self.parked: dict[str, tuple[str, datetime]] = {}
-        """run_id -> (step_id, expires_at) of calls waiting for a person."""
-        self.expiries_sent: set[tuple[str, str]] = set()
+        self.active: set[str] = set()
+        """Runs not yet ended: the ones the timer looks at."""
+        self.timers_sent: dict[str, set[tuple[str, str, int]]] = {}
+        """run_id -> the timer records sent since its state last changed (not sent twice)."""
         self.timer_out: Producer = producer(self.settings)
         self.next_timer_check = 0.0
         self.inbox: Consumer = consumer(self.settings, "agentlog-orchestrator")
@@ -60,27 +59,36 @@ class Orchestrator:
         return n
 
     def _track(self, run_id: str, state: RunState) -> None:
-        if state.status == Status.AWAITING_APPROVAL and state.parked is not None:
-            self.parked[run_id] = (state.parked.step_id, state.parked.expires_at)
-        elif self.parked.pop(run_id, None) is not None:
-            self.expiries_sent = {k for k in self.expiries_sent if k[0] != run_id}
+        self.timers_sent.pop(run_id, None)
+        if state.terminal:
+            self.active.discard(run_id)
+        else:
+            self.active.add(run_id)
 
-    def expire_approvals(self) -> None:
-        """Ask (through the inbox, like anyone else) to expire approvals whose time is up."""
+    def fire_timers(self) -> None:
+        """Send (through the inbox, like anyone else) the timer records that are due:
+        approval windows closed, attempts unanswered in time, runs past their limit."""
         if time.monotonic() < self.next_timer_check:
             return
-        self.next_timer_check = time.monotonic() + 1.0
-        for run_id, step_id in due_expiries(self.parked, utcnow()):
-            if (run_id, step_id) in self.expiries_sent:
+        self.next_timer_check = time.monotonic() + 0.5
+        now = utcnow()
+        for run_id in list(self.active):
+            state = self.states.get(run_id)
+            if state is None:
+                self.active.discard(run_id)
                 continue
-            state = self.states[run_id]
-            record = Event.of(ApprovalExpired(step_id=step_id), run_id=run_id, seq=0,
-                              event_id=str(uuid.uuid4()), causation_id=state.parked_event_id,
-                              tenant_id=state.tenant_id, event_time=utcnow(), actor="timer")
-            self.timer_out.produce(self.settings.inbox_topic, key=run_id, value=self.codec.encode(record),
-                                   headers=headers_for(record))
-            self.expiries_sent.add((run_id, step_id))
-            self.ctx.log.info("approval of %s step %s expired", run_id, step_id)
+            sent = self.timers_sent.setdefault(run_id, set())
+            for payload, cause in due_timers(state, now, self.config):
+                key = (type(payload).__name__, cause or "", getattr(payload, "attempt", 0))
+                if key in sent:
+                    continue
+                record = Event.of(payload, run_id=run_id, seq=0, event_id=str(uuid.uuid4()),
+                                  causation_id=cause, tenant_id=state.tenant_id, event_time=now,
+                                  actor="timer")
+                self.timer_out.produce(self.settings.inbox_topic, key=run_id,
+                                       value=self.codec.encode(record), headers=headers_for(record))
+                sent.add(key)
+                self.ctx.log.info("timer: %s for %s (%s)", key[0], run_id, cause)
         self.timer_out.poll(0)
 
     def on_assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
@@ -93,6 +101,7 @@ class Orchestrator:
         gone = {tp.partition for tp in parts}
         self.states = {k: s for k, s in self.states.items()
                        if self.partition_of.get(k) not in gone}
+        self.active &= self.states.keys()
 
     def process(self, batch: list[Message]) -> None:
         """Apply one batch in one transaction."""
@@ -139,7 +148,7 @@ class Orchestrator:
         """After an aborted transaction: forget, rebuild, and re-read from committed offsets."""
         parts = self.inbox.assignment()
         self.states.clear()
-        self.parked.clear()
+        self.active.clear()
         self.rebuild([tp.partition for tp in parts])
         for tp in self.inbox.committed(parts, timeout=10):
             self.inbox.seek(TopicPartition(tp.topic, tp.partition,
@@ -151,7 +160,7 @@ class Orchestrator:
                              on_revoke=self.on_revoke)
         try:
             while not self.ctx.stopping:
-                self.expire_approvals()
+                self.fire_timers()
                 batch = next_batch(self.inbox, max_messages=500, timeout_s=0.1)
                 batch = [m for m in batch if not self._error(m)]
                 if not batch:

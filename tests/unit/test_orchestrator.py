@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from processors.orchestrator import FALLBACK_ANSWER, due_expiries, event_id_for, handle
+from processors.orchestrator import FALLBACK_ANSWER, due_timers, event_id_for, handle
 from processors.results import answer
 from processors.state import Status, fold
 from schemas.events import (
@@ -20,7 +20,7 @@ from schemas.events import (
     ToolRejected,
 )
 from tests.factories import CALL, T0, envelope
-from tests.harness import RUN, Run, approve, executed, plan
+from tests.harness import CONFIG, RUN, Run, approve, executed, plan
 
 
 def test_a_run_goes_from_request_to_completion_with_dense_seq():
@@ -187,9 +187,9 @@ def test_an_expiry_before_the_deadline_is_ignored_and_after_it_rejects_the_call(
     parked = r.state.parked
     early = r.send(envelope(ApprovalExpired(step_id="s1"), run_id=RUN, seq=0, event_id="t1", actor="timer"))
     assert early.events == () and "expires only at" in early.dropped
-    assert due_expiries({RUN: ("s1", parked.expires_at)}, r.clock) == []
+    assert due_timers(r.state, r.clock, CONFIG) == []
     r.clock = parked.expires_at
-    assert due_expiries({RUN: ("s1", parked.expires_at)}, r.clock) == [(RUN, "s1")]
+    assert due_timers(r.state, r.clock, CONFIG) == [(ApprovalExpired(step_id="s1"), r.state.parked_event_id)]
     r.send(envelope(ApprovalExpired(step_id="s1"), run_id=RUN, seq=0, event_id="t2", actor="timer"))
     rejected = r.last("ToolRejected").payload
     assert rejected.reason == "approval expired" and rejected.rejected_by is None
