@@ -101,6 +101,8 @@ def _spawn(settings: Settings, proc: Proc) -> subprocess.Popen[bytes]:
     logs = settings.path("logs")
     logs.mkdir(parents=True, exist_ok=True)
     _pid_file(settings, proc.name).parent.mkdir(parents=True, exist_ok=True)
+    # A process killed with SIGKILL leaves its ready file: not a sign its successor is ready.
+    settings.path("run", f"{proc.name}.ready").unlink(missing_ok=True)
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     with open(logs / f"{proc.name}.log", "ab") as log:
         child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
