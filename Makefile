@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit bench down clean
+.PHONY: demo test test-unit crash down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP) infra/kafka/libs/.fetched
 
 test: $(STAMP) infra/kafka/libs/.fetched
 	$(VENV)/bin/pytest -q
+
+crash: $(STAMP) infra/kafka/libs/.fetched
+	$(VENV)/bin/pytest -q -m crash
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit

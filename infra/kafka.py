@@ -66,6 +66,9 @@ def write_config(home: Path, *, port: int, controller_port: int) -> Path:
         "auto.create.topics.enable": "false",
         # The event log keeps everything; retention is set per topic by the runtime.
         "log.retention.hours": "-1",
+        # A laptop-sized node: fewer request threads than the defaults (3 and 8) on 2 cores.
+        "num.network.threads": "2",
+        "num.io.threads": "2",
     }
     path = home / "server.properties"
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))

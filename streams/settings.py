@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     """Each retry is given this many times the time of the attempt before it."""
     run_timeout_s: float = Field(600.0, ge=0)
     """Time a run may work in all, waits for a person not counted; 0: no limit."""
+    worker_concurrency: int = Field(4, ge=1)
+    """Runs a planner, executor or responder works on at once (the executor keeps as many
+    warm sandbox children)."""
     default_tenant: str = "default"
     """Tenant of requests that name none."""
     instance_id: str = "0"

@@ -13,8 +13,10 @@ the RequestRetried.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.state import RunState, evolve
 from schemas.codec import DecodeError
@@ -33,8 +35,13 @@ class Refused(Exception):
 
 
 def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
-               fold: bool = False) -> None:
-    """Consume `agentlog.events` as group `agentlog-<name>` until asked to stop."""
+               fold: bool = False, concurrency: int = 1) -> None:
+    """Consume `agentlog.events` as group `agentlog-<name>` until asked to stop.
+
+    concurrency: how many runs' records of one batch the handler works on at once (threads;
+    worth it when the handler waits: a tool's sandbox, a model's HTTP call). The answers
+    are produced in the batch's order either way.
+    """
     settings = ctx.settings
     codec = make_codec(settings)
     failures: list[KafkaError] = []
@@ -61,11 +68,13 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
     out = producer(settings, on_delivery=delivered)
     source = consumer(settings, f"agentlog-{ctx.name}")
     source.subscribe([settings.events_topic], on_assign=on_assign, on_revoke=on_revoke)
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=ctx.name) if concurrency > 1 else None
     try:
         while not ctx.stopping:
             batch = next_batch(source, max_messages=200, timeout_s=0.2)
             if not batch:
                 continue
+            jobs: list[_Job] = []
             for msg in batch:
                 if msg.error():
                     ctx.log.warning("consume error: %s", msg.error())
@@ -94,15 +103,7 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
                         ctx.log.info("%s asked again (attempt %d) for %s", asked.event_type,
                                      event.payload.attempt, event.run_id)
                 if wanted:
-                    try:
-                        for a in handle(asked, judged_by):
-                            out.produce(settings.inbox_topic, key=a.run_id, value=codec.encode(a),
-                                        headers=headers_for(a))
-                    except Refused as exc:
-                        ctx.dead_letter(out, msg, f"refused: {exc}")
-                    except Exception as exc:  # one bad record must not stop the worker
-                        ctx.log.exception("handler failed on %s seq %s", event.run_id, event.seq)
-                        ctx.dead_letter(out, msg, f"handler failed: {exc!r}")
+                    jobs.append(_Job(msg, asked, judged_by))
                 if fold:
                     state = evolve(before, event)
                     if state.terminal:
@@ -111,11 +112,54 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
                     else:
                         states[event.run_id] = state
                         partition_of[event.run_id] = msg.partition()
+            for job in _decide(jobs, handle, pool):
+                if isinstance(job.result, Refused):
+                    ctx.dead_letter(out, job.msg, f"refused: {job.result}")
+                elif isinstance(job.result, Exception):
+                    ctx.log.error("handler failed on %s seq %s", job.asked.run_id, job.asked.seq,
+                                  exc_info=job.result)
+                    ctx.dead_letter(out, job.msg, f"handler failed: {job.result!r}")
+                else:
+                    for a in job.result or ():
+                        out.produce(settings.inbox_topic, key=a.run_id, value=codec.encode(a),
+                                    headers=headers_for(a))
                 out.poll(0)
             if out.flush(30) or failures:
                 raise KafkaException(failures[0] if failures else "answers not delivered in 30 s")
-            source.commit(asynchronous=False)
+            # The answers are delivered: committing now, in the background, is safe. A commit
+            # lost with a crash re-delivers, and the orchestrator drops what it already applied.
+            source.commit(asynchronous=True)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
         source.close()
         out.flush(10)
         ctx.close()
+
+
+@dataclass
+class _Job:
+    msg: Message
+    asked: Event
+    judged_by: RunState | None
+    result: list[Event] | Exception | None = None
+
+
+def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None) -> list[_Job]:
+    """Run the handler on every job; a run's jobs in order, different runs side by side."""
+    def run_all(mine: list[_Job]) -> None:
+        for job in mine:
+            try:
+                job.result = list(handle(job.asked, job.judged_by))
+            except Exception as exc:  # one bad record must not stop the worker
+                job.result = exc
+
+    by_run: dict[str, list[_Job]] = {}
+    for job in jobs:
+        by_run.setdefault(job.asked.run_id, []).append(job)
+    if pool is None or len(by_run) < 2:
+        run_all(jobs)
+    else:
+        for done in [pool.submit(run_all, mine) for mine in by_run.values()]:
+            done.result()
+    return jobs

@@ -2,13 +2,15 @@
 
 It folds every run of its partitions and runs a ToolApproved only when the run's history shows
 the guard's approval of that very proposal, or a person's grant of that very parked call;
-anything else is refused to the dead letters. Calls run one at a time in a warm sandbox
-child (its own process, minimal environment, memory limit), replaced on timeout or crash.
+anything else is refused to the dead letters. Each call runs in a warm sandbox child (its own
+process, minimal environment, memory limit), replaced on timeout or crash; calls of different
+runs run side by side, one child each (`AGENTLOG_WORKER_CONCURRENCY`).
 """
 
 from __future__ import annotations
 
 import json
+import queue
 from collections.abc import Iterable
 
 from processors.executor import execution_result, refusal
@@ -27,7 +29,10 @@ def main() -> None:
     ctx = ServiceContext("executor", settings)
     registry = default_registry()
     cfg = backend_config(settings)
-    sandbox = WarmSandbox()
+    sandboxes: queue.SimpleQueue[WarmSandbox] = queue.SimpleQueue()
+    children = [WarmSandbox() for _ in range(settings.worker_concurrency)]
+    for child in children:
+        sandboxes.put(child)
 
     def handle(event: Event, state: RunState | None) -> Iterable[Event]:
         why = refusal(state, event, registry=registry)
@@ -37,8 +42,12 @@ def main() -> None:
         assert isinstance(p, ToolApproved)
         spec = registry.get(p.tool)
         assert spec is not None
-        outcome = sandbox.run(tool=p.tool, input=json.loads(p.input_json), cfg=cfg,
-                              idempotency_key=p.idempotency_key, timeout_s=spec.timeout_s)
+        sandbox = sandboxes.get()
+        try:
+            outcome = sandbox.run(tool=p.tool, input=json.loads(p.input_json), cfg=cfg,
+                                  idempotency_key=p.idempotency_key, timeout_s=spec.timeout_s)
+        finally:
+            sandboxes.put(sandbox)
         ctx.log.info("%s %s %s: %s in %d ms", event.run_id, p.step_id, p.tool, outcome.status,
                      outcome.duration_ms)
         yield execution_result(
@@ -48,9 +57,11 @@ def main() -> None:
         )
 
     try:
-        run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle, fold=True)
+        run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle, fold=True,
+                   concurrency=settings.worker_concurrency)
     finally:
-        sandbox.close()
+        for child in children:
+            child.close()
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class Orchestrator:
         self.inbox: Consumer = consumer(self.settings, "agentlog-orchestrator")
         # A stable transactional.id fences a previous incarnation of this instance.
         self.out: Producer = producer(
-            self.settings, **{"transactional.id": f"agentlog-orchestrator-{self.settings.instance_id}"})
+            self.settings, **{"transactional.id": f"agentlog-orchestrator-{self.settings.instance_id}", "retry.backoff.ms": 5})
 
     def rebuild(self, partitions: list[int]) -> int:
         """Fold the events of `partitions` into run states; returns the events read."""

@@ -81,7 +81,8 @@ def main() -> None:
                             request.route, model.model, "; ".join(result.payload.errors)[:500])
         yield result
 
-    run_worker(ctx, handles=frozenset({"RunStarted"}), handle=handle)
+    run_worker(ctx, handles=frozenset({"RunStarted"}), handle=handle,
+               concurrency=settings.worker_concurrency)
 
 
 if __name__ == "__main__":

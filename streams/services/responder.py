@@ -59,7 +59,8 @@ def main() -> None:
             ctx.log.warning("run %s: finalizer failed, the draft is the answer: %s", event.run_id, error)
         yield final
 
-    run_worker(ctx, handles=frozenset({"ResponseRequested", "ResponseDrafted"}), handle=handle, fold=True)
+    run_worker(ctx, handles=frozenset({"ResponseRequested", "ResponseDrafted"}), handle=handle, fold=True,
+               concurrency=settings.worker_concurrency)
 
 
 if __name__ == "__main__":

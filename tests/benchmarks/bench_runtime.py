@@ -1,7 +1,13 @@
 """Runtime benchmark: sustained runs per second and per-hop latency on a real local stack,
 beside a bare confluent-kafka produce → consume round trip on the same broker.
 
-    .venv/bin/python -m tests.benchmarks.bench_runtime [--runs 300] [--rtt 2000]
+    .venv/bin/python -m tests.benchmarks.bench_runtime [--runs 300] [--rate R] [--rtt 2000]
+
+Two loads, one after the other. A burst (`--runs` runs submitted at once) gives the capacity:
+runs per second until the last one ends, and the CPU seconds each process spent per run. Then
+the same number of runs submitted at a steady `--rate` runs/s (default: half the burst's
+capacity) gives the latency of a hop when the stack is not saturated; in a burst every hop
+mostly measures the queue in front of it.
 
 A hop is one event appended to the run's next event appended (both stamped by the orchestrator
 when it appends), so it includes the worker's consume, decision, answer and the orchestrator's
@@ -11,6 +17,7 @@ transaction. Starts its own stack on free ports in a temporary home and stops it
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -62,8 +69,19 @@ def baseline_rtt(settings: Settings, *, n: int, size: int) -> list[float]:
     return out
 
 
-def run_load(settings: Settings, *, runs: int) -> tuple[float, dict[str, list[Event]]]:
-    """Submit `runs` runs at once; returns seconds until the last one completed, and the runs."""
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def run_load(settings: Settings, *, runs: int, rate: float | None = None) -> tuple[float, dict[str, list[Event]]]:
+    """Submit `runs` runs (at once, or `rate` per second); returns seconds until the last one
+    ended, and the runs' events."""
     codec = make_codec(settings)
     reader = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": uuid.uuid4().hex,
                        "isolation.level": "read_committed", "auto.offset.reset": "latest"})
@@ -72,8 +90,12 @@ def run_load(settings: Settings, *, runs: int) -> tuple[float, dict[str, list[Ev
         reader.poll(0.2)
     out = producer(settings)
     started = time.perf_counter()
-    ids = {request_run(settings, out, codec, text=TEXTS[i % len(TEXTS)], tenant_id="bench",
-                       idempotency_key=uuid.uuid4().hex) for i in range(runs)}
+    ids = set()
+    for i in range(runs):
+        if rate:
+            time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        ids.add(request_run(settings, out, codec, text=TEXTS[i % len(TEXTS)], tenant_id="bench",
+                            idempotency_key=uuid.uuid4().hex))
     events: dict[str, list[Event]] = defaultdict(list)
     done: set[str] = set()
     deadline = time.monotonic() + 600
@@ -93,10 +115,32 @@ def run_load(settings: Settings, *, runs: int) -> tuple[float, dict[str, list[Ev
     return elapsed, events
 
 
+def hop_table(runs: dict[str, list[Event]]) -> list[float]:
+    """Print p50/p99 per kind of hop; returns every hop's milliseconds."""
+    hops: dict[str, list[float]] = defaultdict(list)
+    every: list[float] = []
+    for evs in runs.values():
+        evs.sort(key=lambda e: e.seq)
+        for a, b in zip(evs, evs[1:], strict=False):
+            ms = (b.event_time - a.event_time).total_seconds() * 1000
+            if b.actor != "orchestrator":  # a worker's answer: a real hop through Kafka
+                hops[f"{a.event_type} → {b.event_type}"].append(ms)
+                every.append(ms)
+    print(f"{'hop (worker answer appended)':<44}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, values in sorted(hops.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"{name:<44}{len(values):>6}{_pct(values, .5):>9.1f}{_pct(values, .99):>9.1f}")
+    print(f"{'all worker hops':<44}{len(every):>6}{_pct(every, .5):>9.1f}{_pct(every, .99):>9.1f}")
+    return every
+
+
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--runs", type=int, default=300)
+    args.add_argument("--rate", type=float, default=None,
+                      help="runs/s of the steady load (default: half the burst's capacity)")
     args.add_argument("--rtt", type=int, default=2000)
+    args.add_argument("--warmup", type=int, default=200,
+                      help="runs before measuring: groups joined, caches filled, the broker's JIT warm")
     opts = args.parse_args()
     home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
     kafka, controller, gateway, query, smtp = free_ports(5)
@@ -109,31 +153,35 @@ def main() -> None:
     agentlog = str(Path(sys.executable).with_name("agentlog"))
     subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
     try:
-        run_load(settings, runs=8)  # warm-up: groups joined, caches filled
-        elapsed, runs = run_load(settings, runs=opts.runs)
-        sizes = [len(make_codec(settings).encode(e)) for evs in runs.values() for e in evs]
+        status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
+                                           capture_output=True, text=True).stdout)
+        pids = {"kafka": status["kafka"]["pid"],
+                **{name: s["pid"] for name, s in status["services"].items()}}
+        run_load(settings, runs=opts.warmup)
+        cpu_before = cpu_seconds(pids)
+        elapsed, burst = run_load(settings, runs=opts.runs)
+        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(pids).items()}
+        capacity = opts.runs / elapsed
+        rate = opts.rate or max(1.0, round(capacity / 2))
+        paced_elapsed, paced = run_load(settings, runs=opts.runs, rate=rate)
+        sizes = [len(make_codec(settings).encode(e)) for evs in burst.values() for e in evs]
         rtt = baseline_rtt(settings, n=opts.rtt, size=int(statistics.mean(sizes)))
     finally:
         subprocess.run([agentlog, "down"], env=env, check=False, capture_output=True)
-    hops: dict[str, list[float]] = defaultdict(list)
-    every: list[float] = []
-    for evs in runs.values():
-        evs.sort(key=lambda e: e.seq)
-        for a, b in zip(evs, evs[1:], strict=False):
-            ms = (b.event_time - a.event_time).total_seconds() * 1000
-            if b.actor != "orchestrator":  # a worker's answer: a real hop through Kafka
-                hops[f"{a.event_type} → {b.event_type}"].append(ms)
-                every.append(ms)
-    print(f"runtime benchmark · {os.cpu_count()} CPU(s) · {opts.runs} runs "
-          f"({sum(len(e) for e in runs.values())} events, mean event {statistics.mean(sizes):.0f} B)")
-    print(f"sustained: {opts.runs / elapsed:.1f} runs/s ({elapsed:.1f} s for {opts.runs} runs)")
-    print(f"{'hop (worker answer appended)':<44}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}")
-    for name, values in sorted(hops.items(), key=lambda kv: -statistics.median(kv[1])):
-        print(f"{name:<44}{len(values):>6}{_pct(values, .5):>9.1f}{_pct(values, .99):>9.1f}")
-    print(f"{'all worker hops':<44}{len(every):>6}{_pct(every, .5):>9.1f}{_pct(every, .99):>9.1f}")
+    print(f"runtime benchmark · {os.cpu_count()} CPU(s) · {opts.runs} runs per load "
+          f"({sum(len(e) for e in burst.values())} events, mean event {statistics.mean(sizes):.0f} B)")
+    print(f"\nburst: {capacity:.1f} runs/s ({elapsed:.1f} s for {opts.runs} runs submitted at once)")
+    print("CPU ms per run, by process: " + ", ".join(
+        f"{k} {v * 1000 / opts.runs:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    print(f"  in all {sum(cpu.values()) * 1000 / opts.runs:.1f} CPU ms per run "
+          f"({sum(cpu.values()) / elapsed:.2f} cores busy during the burst)")
+    hop_table(burst)
+    print(f"\nsteady: {rate:g} runs/s offered, {opts.runs / paced_elapsed:.1f} runs/s done "
+          f"({paced_elapsed:.1f} s)")
+    every = hop_table(paced)
     print(f"{'baseline: bare produce → consume round trip':<44}{len(rtt):>6}"
           f"{_pct(rtt, .5):>9.2f}{_pct(rtt, .99):>9.2f}")
-    print(f"ratio all hops / baseline: p50 {_pct(every, .5) / _pct(rtt, .5):.1f}x, "
+    print(f"ratio steady hops / baseline: p50 {_pct(every, .5) / _pct(rtt, .5):.1f}x, "
           f"p99 {_pct(every, .99) / _pct(rtt, .99):.1f}x  (event_time has millisecond resolution)")
 
 

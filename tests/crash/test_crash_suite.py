@@ -96,9 +96,9 @@ def _retrying(chaos: Chaos, call) -> httpx.Response:  # type: ignore[no-untyped-
         time.sleep(0.3)
 
 
-def _submit(stack: Stack, client: httpx.Client, chaos: Chaos) -> None:
+def _submit(client: httpx.Client, chaos: Chaos, share: range) -> None:
     try:
-        for i in range(RUNS):
+        for i in share:
             key = f"crash-{SEED}-{i}"
             r = _retrying(chaos, lambda: client.post("/v1/runs", json={"text": request_text(i)},
                                                      headers={"Idempotency-Key": key}))
@@ -188,14 +188,17 @@ def test_runs_survive_random_kills_and_a_broker_restart(stack: Stack, capsys: py
     chaos = Chaos()
     client = stack.client("default")
     client.timeout = httpx.Timeout(40)
-    submitter = threading.Thread(target=_submit, args=(stack, client, chaos))
+    # Four clients submit at once, each its share of the runs.
+    submitters = [threading.Thread(target=_submit, args=(client, chaos, range(k, RUNS, 4)))
+                  for k in range(4)]
     approver = threading.Thread(target=_approve, args=(client, chaos))
     stop_breaking = threading.Event()
     breaker = threading.Thread(target=_break_things, args=(stack, chaos, rng, stop_breaking))
     started = time.monotonic()
-    for t in (submitter, approver, breaker):
+    for t in (*submitters, approver, breaker):
         t.start()
-    submitter.join()
+    for t in submitters:
+        t.join()
     time.sleep(5)  # kills go on while the last runs are in flight
     stop_breaking.set()
     breaker.join()
