@@ -16,7 +16,7 @@ from streams.partitioning import partition_for
 from streams.service import utcnow
 from streams.settings import Settings
 
-__all__ = ["run_id_for", "request_run", "read_run", "wait_for_run", "run_status", "send_to_inbox",
+__all__ = ["run_id_for", "request_run", "run_request", "read_run", "wait_for_run", "run_status", "send_to_inbox",
            "decide_approval", "cancel_run", "follow_run",
            "NoSuchRun", "AlreadyEnded"]
 
@@ -42,15 +42,21 @@ def request_run(settings: Settings, producer: Producer, codec: EventCodec, *, te
                 tenant_id: str, route: str = "default", idempotency_key: str | None = None,
                 requested_by: str | None = None) -> str:
     """Put a RunRequested on the inbox; returns the run id."""
+    record = run_request(text=text, tenant_id=tenant_id, route=route,
+                         idempotency_key=idempotency_key, requested_by=requested_by)
+    send_to_inbox(settings, producer, codec, record)
+    return record.run_id
+
+
+def run_request(*, text: str, tenant_id: str, route: str = "default",
+                idempotency_key: str | None = None, requested_by: str | None = None) -> Event:
+    """The inbox record that asks for a run (its id follows from tenant and idempotency key)."""
     key = idempotency_key or uuid.uuid4().hex
-    run_id = run_id_for(tenant_id, key)
-    record = Event.of(
+    return Event.of(
         RunRequested(text=text, route=route, idempotency_key=key, requested_by=requested_by),
-        run_id=run_id, seq=0, event_id=str(uuid.uuid4()), tenant_id=tenant_id,
+        run_id=run_id_for(tenant_id, key), seq=0, event_id=str(uuid.uuid4()), tenant_id=tenant_id,
         event_time=utcnow(), actor=f"user:{requested_by}" if requested_by else "gateway",
     )
-    send_to_inbox(settings, producer, codec, record)
-    return run_id
 
 
 def decide_approval(settings: Settings, producer: Producer, codec: EventCodec, state: RunState, *,

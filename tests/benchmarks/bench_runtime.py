@@ -32,8 +32,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.events import Event
-from streams.kafka import make_codec, producer
-from streams.runs import request_run
+from streams.kafka import headers_for, make_codec, producer
+from streams.runs import request_run, run_request
 from streams.settings import Settings
 from tests.free_ports import free_ports
 
@@ -92,10 +92,19 @@ def run_load(settings: Settings, *, runs: int, rate: float | None = None) -> tup
     started = time.perf_counter()
     ids = set()
     for i in range(runs):
-        if rate:
+        if rate:  # one at a time, each acknowledged, as clients of a steady service send them
             time.sleep(max(0.0, started + i / rate - time.perf_counter()))
-        ids.add(request_run(settings, out, codec, text=TEXTS[i % len(TEXTS)], tenant_id="bench",
-                            idempotency_key=uuid.uuid4().hex))
+            ids.add(request_run(settings, out, codec, text=TEXTS[i % len(TEXTS)], tenant_id="bench",
+                                idempotency_key=uuid.uuid4().hex))
+            continue
+        # A burst: every request produced before any is acknowledged (no wait per request).
+        record = run_request(text=TEXTS[i % len(TEXTS)], tenant_id="bench",
+                             idempotency_key=uuid.uuid4().hex)
+        out.produce(settings.inbox_topic, key=record.run_id, value=codec.encode(record),
+                    headers=headers_for(record))
+        out.poll(0)
+        ids.add(record.run_id)
+    out.flush(60)
     events: dict[str, list[Event]] = defaultdict(list)
     done: set[str] = set()
     deadline = time.monotonic() + 600
