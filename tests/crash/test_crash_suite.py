@@ -132,7 +132,7 @@ def _break_things(stack: Stack, chaos: Chaos, rng: random.Random, until: threadi
     broker_killed = False
     try:
         while not until.is_set():
-            time.sleep(rng.uniform(0.5, 2.5))
+            time.sleep(rng.uniform(0.3, 1.5))
             if not broker_killed and len(chaos.runs) >= RUNS // 2:
                 name, broker_killed = "kafka", True
             else:
@@ -257,6 +257,8 @@ def test_runs_survive_random_kills_and_a_broker_restart(stack: Stack, capsys: py
               f"({stored['u']} distinct event ids)")
         print(f"  tickets: {sum(tickets.values())} in the ticket store for {len(want_tickets)} "
               f"approved calls; e-mails: {sum(mail.values())} in the Maildir for {len(want_mail)}")
-        print(f"  approvals granted over HTTP: {chaos.approvals}; gateway calls retried: "
+        # An approve sent again (the list read from ClickHouse lags) is accepted and then
+        # dropped by the orchestrator: nothing waits any more.
+        print(f"  approve calls accepted: {chaos.approvals}; gateway calls retried: "
               f"{chaos.http_retries}; dead letters: {len(dead)} {dict(reasons)}")
     assert statuses == Counter({"RunCompleted": RUNS}), statuses
