@@ -232,10 +232,10 @@ def _retry_or_fail(state: RunState, p: StepTimedOut, config: OrchestratorConfig,
                    cause: str) -> _Draft:
     asked = state.open_requests.get(p.request_id)
     if asked is not None and p.attempt < config.timeouts.attempts:
-        attempt = p.attempt + 1
-        timeout = config.timeouts.for_attempt(asked.event, attempt, config.tool_timeouts)
+        # `backoff` times what the attempt that timed out was given (as the timer recorded it).
         return RequestRetried(request_id=p.request_id, request_type=p.request_type,
-                              attempt=attempt, timeout_s=timeout,
+                              attempt=p.attempt + 1,
+                              timeout_s=round(p.timeout_s * config.timeouts.backoff, 3),
                               request_json=asked.event.model_dump_json()), ACTOR, cause
     return RunFailed(stage="timeout", reason=f"{p.request_type} had no answer after "
                                              f"{p.attempt} attempt(s)"), ACTOR, cause

@@ -159,7 +159,16 @@ def _next_input(sim: Simulation, state: RunState, baseline: Processors) -> Event
         sim.stopped = f"nothing more to answer, but the run is {state.status}"
         return None
     # One request is open at a time; the latest is the one the run waits on.
-    return _answer(sim, sim.by_id[list(state.open_requests)[-1]], state, baseline)
+    request_id, asked = list(state.open_requests.items())[-1]
+    timed_out = sim.world.timeout(asked.kind, asked.attempt)
+    if timed_out is not None:  # the recorded worker did not answer in time: neither does this one
+        p = timed_out.payload
+        sim.now = max(sim.now, asked.asked_at + timedelta(seconds=p.timeout_s))  # type: ignore[union-attr]
+        return timed_out.model_copy(update={
+            "run_id": state.run_id, "tenant_id": state.tenant_id, "seq": 0,
+            "event_id": f"replay:{timed_out.event_id}", "causation_id": request_id,
+            "event_time": sim.now})
+    return _answer(sim, sim.by_id[request_id], state, baseline)
 
 
 def _answer(sim: Simulation, trigger: Event, state: RunState, baseline: Processors) -> Event | None:

@@ -17,7 +17,7 @@ from processors.orchestrator import ACTOR, handle
 from processors.replay.compare import Divergence, differences, divergence
 from processors.replay.dataset import RecordedRun
 from processors.replay.workers import WORKERS, Processors, fold_from, redecide
-from processors.state import RunState
+from processors.state import REQUEST_ANSWERS, RunState
 from schemas.events import Event, RunRequested, RunStarted
 
 __all__ = ["RunCheck", "check_run", "inbox_record"]
@@ -96,7 +96,10 @@ def _check(events: tuple[Event, ...], processors: Processors) -> RunState | Dive
         if i and recorded.actor == ACTOR:
             return divergence(recorded, None, processor=ACTOR,
                               reason="today's orchestrator does not append this event")
-        if i and recorded.causation_id in by_id and recorded.event_type != "RunCancelled":
+        trigger = by_id.get(recorded.causation_id or "")
+        # A worker's answer to a request (not a timer's StepTimedOut, which names it too).
+        if i and trigger is not None \
+                and recorded.event_type in REQUEST_ANSWERS.get(trigger.event_type, ()):
             found = _check_answer(recorded, by_id[recorded.causation_id], state, before_approval,
                                   processors)
             if found is not None:

@@ -1,5 +1,6 @@
 """What a recorded run can answer when a counterfactual replay asks: the observation of a tool
-call, a person's decision on a parked call, a finalizer's answer, a cancellation.
+call, a person's decision on a parked call, a finalizer's answer, a cancellation, a worker that
+did not answer in time.
 
 Replay never runs a tool and never asks a person: a question the recording cannot answer stops
 the run there, marked as such.
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from processors.replay.dataset import RecordedRun
 from processors.replay.summary import ACTION_OF
-from schemas.events import ApprovalRequested, Event, ResponseFinalized, ToolExecuted
+from schemas.events import ApprovalRequested, Event, ResponseFinalized, StepTimedOut, ToolExecuted
 
 __all__ = ["World", "RecordedWorld", "call_key"]
 
@@ -45,6 +46,8 @@ class World(Protocol):
 
     def cancelled_by(self, now: datetime) -> Event | None: ...
 
+    def timeout(self, request_type: str, attempt: int) -> Event | None: ...
+
 
 class RecordedWorld:
     """The answers a recorded run holds, indexed by call."""
@@ -55,6 +58,7 @@ class RecordedWorld:
         self._decisions: dict[tuple[str, str], tuple[str, str | None]] = {}
         self._people: dict[tuple[str, str], tuple[Event, timedelta]] = {}
         self._finals: dict[str, ResponseFinalized] = {}
+        self._timeouts: dict[str, deque[Event]] = defaultdict(deque)
         self.planner_refusal: Event | None = None
         """The planner's BudgetExceeded (the tenant's daily budget was spent), if recorded."""
         self.cancellation: Event | None = None
@@ -84,6 +88,8 @@ class RecordedWorld:
                 self.planner_refusal = e
             elif e.event_type == "RunCancelled":
                 self.cancellation = e
+            elif isinstance(p, StepTimedOut):
+                self._timeouts[p.request_type].append(e)
 
     def observation(self, tool: str, input_json: str) -> ToolExecuted | None:
         """The recorded outcome of this very call (each recorded outcome answers once)."""
@@ -107,3 +113,11 @@ class RecordedWorld:
         """The recorded cancellation, once replay's clock has reached it."""
         c = self.cancellation
         return c if c is not None and c.event_time <= now else None
+
+    def timeout(self, request_type: str, attempt: int) -> Event | None:
+        """The recorded StepTimedOut of the next request of this type at this attempt: the
+        worker was not there to answer (each recorded timeout happens once, in order)."""
+        found = self._timeouts.get(request_type)
+        if found and found[0].payload.attempt == attempt:  # type: ignore[union-attr]
+            return found.popleft()
+        return None

@@ -128,6 +128,9 @@ class SyntheticWorld:
     def cancelled_by(self, now: datetime) -> Event | None:
         return None
 
+    def timeout(self, request_type: str, attempt: int) -> Event | None:
+        return None  # every worker answers in time
+
 
 def synthetic_run(n: int, rng: random.Random, processors: Processors) -> RecordedRun:
     """Run number `n`, recorded by driving the pure core through a whole run."""

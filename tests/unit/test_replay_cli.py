@@ -54,11 +54,11 @@ def dataset(tmp_path: Path) -> Path:
 def test_check_of_the_golden_runs_finds_no_divergence(dataset: Path, home: Path) -> None:
     out = run("replay", "--dataset", str(dataset), "--check", "--no-store")
     assert out.exit_code == 0, out.output
-    assert "exact replay of 11 run(s), 106 event(s)" in out.output and "no divergence" in out.output
+    assert "exact replay of 13 run(s), 127 event(s)" in out.output and "no divergence" in out.output
     latest = Path((home / "replay" / "LATEST").read_text().strip())
     summary = json.loads((latest / "summary.json").read_text())
-    assert (summary["mode"], summary["runs"], summary["diverged"]) == ("check", 11, 0)
-    assert len((latest / "results.jsonl").read_text().splitlines()) == 11
+    assert (summary["mode"], summary["runs"], summary["diverged"]) == ("check", 13, 0)
+    assert len((latest / "results.jsonl").read_text().splitlines()) == 13
 
 
 def test_check_of_the_drifted_run_exits_1_naming_the_event(dataset: Path) -> None:
@@ -74,7 +74,7 @@ def test_check_of_the_drifted_run_exits_1_naming_the_event(dataset: Path) -> Non
 def test_check_as_json_says_how_fast(dataset: Path) -> None:
     out = run("replay", "--dataset", str(dataset), "--check", "--no-store", "--json")
     summary = json.loads(out.output)
-    assert (summary["runs"], summary["events"], summary["diverged"]) == (11, 106, 0)
+    assert (summary["runs"], summary["events"], summary["diverged"]) == (13, 127, 0)
     assert summary["events_per_s"] > 0
 
 

@@ -57,7 +57,7 @@ def test_the_golden_runs_cover_what_a_run_can_go_through() -> None:
     kinds = {e.event_type for p in GOLDEN.glob("*.jsonl") for e in parse_line(p.read_text()).events}  # type: ignore[union-attr]
     assert kinds >= {"ToolApproved", "ToolRejected", "ApprovalRequested", "ApprovalGranted",
                      "ApprovalDenied", "ApprovalExpired", "RunCancelled", "BudgetExceeded",
-                     "RunFailed", "RunCompleted"}
+                     "StepTimedOut", "RequestRetried", "RunFailed", "RunCompleted"}
 
 
 def test_the_drifted_run_is_caught_at_its_first_divergent_event() -> None:
