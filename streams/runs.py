@@ -16,7 +16,8 @@ from streams.partitioning import partition_for
 from streams.service import utcnow
 from streams.settings import Settings
 
-__all__ = ["run_id_for", "request_run", "run_request", "read_run", "wait_for_run", "run_status", "send_to_inbox",
+__all__ = ["run_id_for", "request_run", "run_request", "read_run", "wait_for_run", "run_status",
+           "send_to_inbox",
            "decide_approval", "cancel_run", "follow_run",
            "NoSuchRun", "AlreadyEnded"]
 

@@ -48,7 +48,10 @@ class Orchestrator:
         self.inbox: Consumer = consumer(self.settings, "agentlog-orchestrator")
         # A stable transactional.id fences a previous incarnation of this instance.
         self.out: Producer = producer(
-            self.settings, **{"transactional.id": f"agentlog-orchestrator-{self.settings.instance_id}", "retry.backoff.ms": 5})
+            self.settings, **{"transactional.id": f"agentlog-orchestrator-{self.settings.instance_id}",
+                              # A transaction begun while the last one's markers are still being
+                              # written is retried after this; librdkafka's 100 ms stalls a hop.
+                              "retry.backoff.ms": 5})
 
     def rebuild(self, partitions: list[int]) -> int:
         """Fold the events of `partitions` into run states; returns the events read."""

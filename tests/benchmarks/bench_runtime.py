@@ -79,7 +79,8 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def run_load(settings: Settings, *, runs: int, rate: float | None = None) -> tuple[float, dict[str, list[Event]]]:
+def run_load(settings: Settings, *, runs: int,
+             rate: float | None = None) -> tuple[float, dict[str, list[Event]]]:
     """Submit `runs` runs (at once, or `rate` per second); returns seconds until the last one
     ended, and the runs' events."""
     codec = make_codec(settings)

@@ -100,8 +100,8 @@ def _submit(client: httpx.Client, chaos: Chaos, share: range) -> None:
     try:
         for i in share:
             key = f"crash-{SEED}-{i}"
-            r = _retrying(chaos, lambda: client.post("/v1/runs", json={"text": request_text(i)},
-                                                     headers={"Idempotency-Key": key}))
+            r = _retrying(chaos, lambda i=i, key=key: client.post(
+                "/v1/runs", json={"text": request_text(i)}, headers={"Idempotency-Key": key}))
             assert r.status_code == 202, r.text
             chaos.runs[key] = r.json()["run_id"]
             time.sleep(0.1)
@@ -114,7 +114,7 @@ def _approve(client: httpx.Client, chaos: Chaos) -> None:
         while not chaos.done.is_set():
             pending = _retrying(chaos, lambda: client.get("/v1/approvals"))
             for item in pending.json() if pending.status_code == 200 else []:
-                r = _retrying(chaos, lambda: client.post(
+                r = _retrying(chaos, lambda item=item: client.post(
                     f"/v1/runs/{item['run_id']}/approve",
                     json={"approver": "crash-suite", "reason": "expected"}))
                 # 409: an earlier attempt already decided it (its answer was lost with a kill).
