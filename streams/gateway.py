@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.error import URLError
 
+from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -22,8 +24,10 @@ from schemas.events import Event
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.kafka import producer as make_producer
+from streams.query_api import QueryError
 from streams.runs import (
     AlreadyEnded,
+    LogUnavailable,
     NoSuchRun,
     cancel_run,
     follow_run,
@@ -74,6 +78,18 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     @app.exception_handler(HTTPException)
     async def http_error(_r: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(LogUnavailable)
+    @app.exception_handler(KafkaException)
+    async def log_down(_r: Request, exc: Exception) -> JSONResponse:
+        # Neither missing nor done: the caller may try again (a retried POST with the same
+        # Idempotency-Key names the same run).
+        return _error(503, f"the event log is not reachable: {exc}")
+
+    @app.exception_handler(QueryError)
+    @app.exception_handler(URLError)
+    async def store_down(_r: Request, exc: Exception) -> JSONResponse:
+        return _error(503, f"the analytics store is not reachable: {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:

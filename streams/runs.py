@@ -19,7 +19,7 @@ from streams.settings import Settings
 __all__ = ["run_id_for", "request_run", "run_request", "read_run", "wait_for_run", "run_status",
            "send_to_inbox",
            "decide_approval", "cancel_run", "follow_run",
-           "NoSuchRun", "AlreadyEnded"]
+           "NoSuchRun", "AlreadyEnded", "LogUnavailable"]
 
 _RUN_NS = uuid.UUID("3b7f5f0e-2f5c-4d55-8d0e-6a3f9c4b2e11")
 
@@ -72,6 +72,10 @@ def decide_approval(settings: Settings, producer: Producer, codec: EventCodec, s
         actor=f"human:{approver}"))
 
 
+class LogUnavailable(RuntimeError):
+    """The events topic did not answer: a run cannot be told missing from unreadable."""
+
+
 class NoSuchRun(LookupError):
     """No event of this run is on the log."""
 
@@ -117,7 +121,10 @@ def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float
                 if msg.key() == key:
                     yield codec.decode(msg.value())
             if time.monotonic() >= deadline + 10:
-                return  # no end-of-partition seen at all: the broker is not answering
+                # No end of the partition seen: the broker is not answering. Saying so beats
+                # returning what was read so far, which would pass for the whole run (or none).
+                raise LogUnavailable(f"the events topic ({settings.bootstrap_servers}) did not "
+                                     "answer within 10 s; try again")
     finally:
         reader.close()
 

@@ -20,13 +20,22 @@ from streams.cli.runs import runs, submit
 from streams.cli.tail import tail
 from streams.query_api import QueryError, run_query
 from streams.render import rows_table
+from streams.runs import LogUnavailable
 from streams.settings import load_settings
 from streams.supervisor import SupervisorError, alive, down, processes, status, up
 
 __all__ = ["main"]
 
 
-@click.group()
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LogUnavailable as exc:
+            fail(str(exc))
+
+
+@click.group(cls=_Commands)
 @click.pass_context
 def main(click_ctx: click.Context) -> None:
     """agentlog: an event-sourced runtime for AI agents on Kafka."""

@@ -177,7 +177,8 @@ def _runs(events: list[Event]) -> dict[str, list[Event]]:
     return by_run
 
 
-def _all_ended(stack: Stack, run_ids: set[str]) -> dict[str, list[Event]] | None:
+def _all_ended(stack: Stack, run_ids: set[str], chaos: Chaos) -> dict[str, list[Event]] | None:
+    assert not chaos.errors, chaos.errors  # a client gave up: no use waiting
     by_run = _runs(_read_log(stack, stack.settings.events_topic))
     ended = {r for r in run_ids if r in by_run and by_run[r][-1].is_terminal}
     return by_run if ended == run_ids else None
@@ -205,7 +206,14 @@ def test_runs_survive_random_kills_and_a_broker_restart(stack: Stack, capsys: py
     stack.cli("up", timeout=300)
     run_ids = set(chaos.runs.values())
     try:
-        by_run = eventually(lambda: _all_ended(stack, run_ids), timeout=300, what="every run to end")
+        by_run = eventually(lambda: _all_ended(stack, run_ids, chaos), timeout=300,
+                            what="every run to end")
+    except AssertionError:
+        log = _runs(_read_log(stack, stack.settings.events_topic))
+        stuck = {r: [e.event_type for e in log.get(r, [])][-3:] for r in sorted(run_ids)
+                 if not (log.get(r) and log[r][-1].is_terminal)}
+        raise AssertionError(f"{len(stuck)} run(s) did not end, e.g. {dict(list(stuck.items())[:5])}; "
+                             f"errors: {chaos.errors}") from None
     finally:
         chaos.done.set()
         approver.join()
