@@ -178,7 +178,7 @@ def _runs(events: list[Event]) -> dict[str, list[Event]]:
 
 
 def _all_ended(stack: Stack, run_ids: set[str], chaos: Chaos) -> dict[str, list[Event]] | None:
-    assert not chaos.errors, chaos.errors  # a client gave up: no use waiting
+    assert not chaos.errors, (SEED, chaos.errors)  # a client gave up: no use waiting
     by_run = _runs(_read_log(stack, stack.settings.events_topic))
     ended = {r for r in run_ids if r in by_run and by_run[r][-1].is_terminal}
     return by_run if ended == run_ids else None
@@ -212,7 +212,7 @@ def test_runs_survive_random_kills_and_a_broker_restart(stack: Stack, capsys: py
         log = _runs(_read_log(stack, stack.settings.events_topic))
         stuck = {r: [e.event_type for e in log.get(r, [])][-3:] for r in sorted(run_ids)
                  if not (log.get(r) and log[r][-1].is_terminal)}
-        raise AssertionError(f"{len(stuck)} run(s) did not end, e.g. {dict(list(stuck.items())[:5])}; "
+        raise AssertionError(f"seed {SEED}: {len(stuck)} run(s) did not end, e.g. {dict(list(stuck.items())[:5])}; "
                              f"errors: {chaos.errors}") from None
     finally:
         chaos.done.set()
