@@ -212,8 +212,8 @@ def test_runs_survive_random_kills_and_a_broker_restart(stack: Stack, capsys: py
         log = _runs(_read_log(stack, stack.settings.events_topic))
         stuck = {r: [e.event_type for e in log.get(r, [])][-3:] for r in sorted(run_ids)
                  if not (log.get(r) and log[r][-1].is_terminal)}
-        raise AssertionError(f"seed {SEED}: {len(stuck)} run(s) did not end, e.g. {dict(list(stuck.items())[:5])}; "
-                             f"errors: {chaos.errors}") from None
+        raise AssertionError(f"seed {SEED}: {len(stuck)} run(s) did not end, e.g. "
+                             f"{dict(list(stuck.items())[:5])}; errors: {chaos.errors}") from None
     finally:
         chaos.done.set()
         approver.join()
