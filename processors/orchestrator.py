@@ -61,14 +61,6 @@ class Timeouts:
     """Each retry gets `backoff` times the previous attempt's time."""
     run_s: float = 600.0
     """Time a run may work in all, waits for a person not counted; 0 for no limit."""
-    by_request: Mapping[str, float] = field(default_factory=dict)
-    """Per request type (RunStarted, ToolProposed, …), a first-attempt time other than step_s."""
-
-    def for_attempt(self, request: Event, attempt: int, tool_timeouts: Mapping[str, float]) -> float:
-        base = self.by_request.get(request.event_type, self.step_s)
-        if isinstance(request.payload, ToolApproved):
-            base += tool_timeouts.get(request.payload.tool, 0.0)
-        return round(base * self.backoff ** (attempt - 1), 3)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,10 +72,13 @@ class OrchestratorConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def attempt_timeout(self, asked: OpenRequest) -> float:
-        """Seconds the current attempt of `asked` is given."""
+        """Seconds the current attempt of `asked` is given: what its retry stated, or for the
+        first attempt the step's time (plus the tool's own for a tool call)."""
         if asked.timeout_s is not None:
             return asked.timeout_s
-        return self.timeouts.for_attempt(asked.event, asked.attempt, self.tool_timeouts)
+        p = asked.event.payload
+        tool_s = self.tool_timeouts.get(p.tool, 0.0) if isinstance(p, ToolApproved) else 0.0
+        return self.timeouts.step_s + tool_s
 
 
 @dataclass(frozen=True)

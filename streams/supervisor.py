@@ -59,6 +59,11 @@ def _pid_file(settings: Settings, name: str) -> Path:
     return settings.path("run", f"{name}.pid")
 
 
+def _ready_file(settings: Settings, name: str) -> Path:
+    """Written by a service once it works (see `ServiceContext.mark_ready`)."""
+    return settings.path("run", f"{name}.ready")
+
+
 def _pid(settings: Settings, proc: Proc) -> int | None:
     try:
         return int(_pid_file(settings, proc.name).read_text())
@@ -94,7 +99,7 @@ def _ready(settings: Settings, proc: Proc) -> bool:
                 return True
         except OSError:
             return False
-    return settings.path("run", f"{proc.name}.ready").exists()
+    return _ready_file(settings, proc.name).exists()
 
 
 def _spawn(settings: Settings, proc: Proc) -> subprocess.Popen[bytes]:
@@ -102,7 +107,7 @@ def _spawn(settings: Settings, proc: Proc) -> subprocess.Popen[bytes]:
     logs.mkdir(parents=True, exist_ok=True)
     _pid_file(settings, proc.name).parent.mkdir(parents=True, exist_ok=True)
     # A process killed with SIGKILL leaves its ready file: not a sign its successor is ready.
-    settings.path("run", f"{proc.name}.ready").unlink(missing_ok=True)
+    _ready_file(settings, proc.name).unlink(missing_ok=True)
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     with open(logs / f"{proc.name}.log", "ab") as log:
         child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -188,7 +193,7 @@ def down(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
                 os.kill(pid, signal.SIGKILL)
             stopped.append(proc.name)
         _pid_file(settings, proc.name).unlink(missing_ok=True)
-        settings.path("run", f"{proc.name}.ready").unlink(missing_ok=True)
+        _ready_file(settings, proc.name).unlink(missing_ok=True)
     return stopped
 
 

@@ -100,8 +100,7 @@ def _check(events: tuple[Event, ...], processors: Processors) -> RunState | Dive
         # A worker's answer to a request (not a timer's StepTimedOut, which names it too).
         if i and trigger is not None \
                 and recorded.event_type in REQUEST_ANSWERS.get(trigger.event_type, ()):
-            found = _check_answer(recorded, by_id[recorded.causation_id], state, before_approval,
-                                  processors)
+            found = _check_answer(recorded, trigger, state, before_approval, processors)
             if found is not None:
                 return found
         outcome = handle(state, inbox_record(recorded), now=recorded.event_time, config=config)
