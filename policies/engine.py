@@ -44,6 +44,26 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _READ_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 _WRITE_NODES = (exp.DML, exp.DDL, exp.Command)
+# Functions that make a SELECT more than a read, by lowercase name (SQLite matches names without
+# regard to case), with what each does, for the decision's reason. SQLite's extensions and shell
+# first; then other engines' file and network functions, which sqlglot's sqlite dialect parses
+# as calls too, so the rule stays right if the backend changes.
+_UNSAFE_FUNCTIONS: dict[str, str] = {
+    "load_extension": "loads code",
+    "fts3_tokenizer": "loads code",  # registers a tokenizer from a raw C pointer
+    "writefile": "writes a file",
+    "edit": "runs an editor",
+    **dict.fromkeys(["eval", "sha3_query", "sha1_query"], "runs SQL given as text"),
+    **dict.fromkeys(["readfile", "fsdir", "zipfile"], "reads a file on the server"),
+    **dict.fromkeys(
+        ["pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_import",
+         "load_file", "read_csv", "read_parquet", "file"],
+        "reads a file on the server"),
+    "lo_export": "writes a file",
+    "executable": "runs a program",
+    **dict.fromkeys(["url", "s3", "hdfs", "remote", "remotesecure", "dblink", "dblink_exec"],
+                    "reaches another server"),
+}
 
 Verdict = tuple[bool | None, str]
 """(matched, what matched); None means the condition could not be checked."""
@@ -288,9 +308,31 @@ def _statement_kinds(sql: str) -> tuple[bool, str]:
     if not statements:
         return True, "no SQL statement found"
     for s in statements:
-        if not isinstance(s, _READ_ROOTS) or any(isinstance(n, _WRITE_NODES) for n in s.walk()):
+        if not isinstance(s, _READ_ROOTS):
             return True, f"a {type(s).__name__.upper()} statement"
+        for node in s.walk():
+            if isinstance(node, _WRITE_NODES):
+                return True, f"a {type(s).__name__.upper()} statement"
+            if isinstance(node, exp.Into):
+                return True, "SELECT … INTO"
+            if (name := _called(node)) is not None and name in _UNSAFE_FUNCTIONS:
+                return True, f"calls {name}, which {_UNSAFE_FUNCTIONS[name]}"
     return False, f"{len(statements)} SELECT statement(s)"
+
+
+def _called(node: exp.Expr) -> str | None:
+    """The lowercase name of the function `node` calls, or None when it calls none."""
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func):
+        # sqlglot parses some names into classes of its own (READ_CSV into ReadCSV).
+        return next((n.lower() for n in node.sql_names() if n.lower() in _UNSAFE_FUNCTIONS), None)
+    # A keyword-like name (FILE) makes sqlglot read `FROM file('x')` as a table with column
+    # aliases; SQLite has no such alias syntax, so that is a table-valued call.
+    alias = node.args.get("alias") if isinstance(node, exp.Table) else None
+    if isinstance(alias, exp.TableAlias) and not alias.name and alias.columns:
+        return node.name.lower()
+    return None
 
 
 def _recipient_domains(arg: object, *, every_inside: bool) -> ConditionTest:

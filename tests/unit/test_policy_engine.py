@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sqlite3
 from typing import Any
 
 import pytest
@@ -99,6 +100,72 @@ def test_reads_are_allowed_by_default(policy: Policy, statement: str) -> None:
     decision = sql(policy, statement)
     assert (decision.action, decision.rule) == ("allow", None)
     assert decision.reason == "no rule matched; the policy default is allow"
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT * INTO backup FROM users",
+    "select id, email into temp leak from customers",
+    "SELECT id INTO b FROM customers UNION ALL SELECT id FROM orders",
+    "WITH c AS (SELECT * INTO b FROM customers) SELECT * FROM c",
+    "SELECT 1 WHERE EXISTS (SELECT * INTO b FROM customers)",
+])
+def test_select_into_is_a_write(policy: Policy, statement: str) -> None:
+    decision = sql(policy, statement)
+    assert (decision.action, decision.rule) == ("deny", "deny_sql_writes")
+    assert decision.reason == "rule deny_sql_writes: sql writes (SELECT … INTO)"
+
+
+@pytest.mark.parametrize(("statement", "why"), [
+    ("SELECT load_extension('/tmp/evil.so')", "calls load_extension, which loads code"),
+    ("select LoAd_ExTeNsIoN('x')", "calls load_extension, which loads code"),
+    ('SELECT "load_extension"(\'x\')', "calls load_extension, which loads code"),
+    ("SELECT [load_extension]('x')", "calls load_extension, which loads code"),
+    ("SELECT `LOAD_EXTENSION`('x')", "calls load_extension, which loads code"),
+    ("SELECT load_extension/**/('x')", "calls load_extension, which loads code"),
+    ("SELECT load_extension -- hidden\n('x')", "calls load_extension, which loads code"),
+    ("SELECT fts3_tokenizer('simple', x'00')", "calls fts3_tokenizer, which loads code"),
+    ("SELECT writefile('/etc/cron.d/x', name) FROM customers", "calls writefile, which writes a file"),
+    ("SELECT edit(note) FROM orders", "calls edit, which runs an editor"),
+    ("SELECT readfile('/etc/passwd')", "calls readfile, which reads a file on the server"),
+    ("SELECT * FROM fsdir('/home')", "calls fsdir, which reads a file on the server"),
+    ("SELECT name FROM zipfile('/srv/backup.zip')", "calls zipfile, which reads a file on the server"),
+    ("SELECT eval('UPDATE orders SET status = 1')", "calls eval, which runs SQL given as text"),
+    ("SELECT * FROM file('/etc/passwd')", "calls file, which reads a file on the server"),
+    ("SELECT * FROM read_csv('/srv/x.csv')", "calls read_csv, which reads a file on the server"),
+    ("SELECT * FROM url('http://10.0.0.1/')", "calls url, which reaches another server"),
+    # nested anywhere: a subquery, a CTE, WHERE, ORDER BY, LIMIT, a join, a union's second half
+    ("SELECT * FROM (SELECT writefile('x', 'y')) AS s", "calls writefile, which writes a file"),
+    ("WITH c AS (SELECT readfile('/etc/shadow') AS f) SELECT f FROM c",
+     "calls readfile, which reads a file on the server"),
+    ("SELECT id FROM orders WHERE status = (SELECT load_extension('x'))",
+     "calls load_extension, which loads code"),
+    ("SELECT id FROM orders ORDER BY writefile('x', id)", "calls writefile, which writes a file"),
+    ("SELECT id FROM orders LIMIT length(readfile('/etc/passwd'))",
+     "calls readfile, which reads a file on the server"),
+    ("SELECT o.id FROM orders AS o JOIN fsdir('/') AS f ON f.name = o.note",
+     "calls fsdir, which reads a file on the server"),
+    ("SELECT 1 UNION SELECT CAST(writefile('x', 'y') AS TEXT)", "calls writefile, which writes a file"),
+])
+def test_calls_that_load_code_or_touch_files_are_not_plain_reads(policy: Policy, statement: str,
+                                                                 why: str) -> None:
+    decision = sql(policy, statement)
+    assert (decision.action, decision.rule) == ("deny", "deny_sql_writes")
+    assert decision.reason == f"rule deny_sql_writes: sql writes ({why})"
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT * FROM orders WHERE note = 'load_extension(1)'",
+    "SELECT readfile, writefile FROM settings",
+    'SELECT "edit" FROM settings',
+    "SELECT id FROM orders -- writefile('x', 'y')",
+    "SELECT id /* load_extension('x') */ FROM orders",
+    "SELECT id FROM orders AS zipfile",
+    "SELECT upper(note), length(note) FROM orders",
+    "SELECT * FROM file",
+    "SELECT f.x FROM (SELECT 1) AS f(x)",
+])
+def test_a_risky_name_that_is_not_called_is_still_a_read(policy: Policy, statement: str) -> None:
+    assert (sql(policy, statement).action, sql(policy, statement).rule) == ("allow", None)
 
 
 @pytest.mark.parametrize("to", [
@@ -270,6 +337,28 @@ def test_sql_writes_uses_a_parser(statement: str, writes: bool) -> None:
         is writes
     assert (reader.evaluate(tool="q", input={"sql": statement}, run_metrics={}).action
             == "require_human_approval") is not writes
+
+
+@pytest.mark.parametrize("spelling", [
+    "writefile(1)", '"writefile"(1)', "[writefile](1)", "`writefile`(1)", "WriteFile(1)",
+    '"WRITEFILE"(1)', "writefile/**/(1)", "writefile -- x\n(1)", "writefile\n\t(1)",
+    "writefile(DISTINCT 1)", "writefile(*)", "writefile()",
+    "1 /* /* */, writefile(1) /* */",  # SQLite's comments do not nest
+    "'a\\', writefile(1) --'",  # nor does a backslash escape its quotes
+])
+def test_every_spelling_sqlite_calls_is_caught(spelling: str) -> None:
+    # SQLite is the judge of what a spelling calls: a stand-in function records that it ran.
+    ran: list[tuple[Any, ...]] = []
+    db = sqlite3.connect(":memory:")
+    db.create_function("writefile", -1, lambda *args: ran.append(args) or 1)
+    statement = f"SELECT {spelling}"
+    db.execute(statement).fetchall()
+    db.close()
+    assert ran, f"SQLite did not call writefile for {statement!r}"
+    decision = one_rule("{input: {sql_writes: true}}").evaluate(
+        tool="q", input={"sql": statement}, run_metrics={})
+    why = "calls writefile, which writes a file"
+    assert (decision.action, decision.reason) == ("deny", f"rule r: sql writes ({why})")
 
 
 def test_sql_operators_ignore_calls_without_sql() -> None:
