@@ -25,7 +25,7 @@ from schemas.events import (
 )
 
 __all__ = ["RunState", "OpenRequest", "Status", "evolve", "fold", "REQUEST_ANSWERS", "new_run",
-           "approval_refusal"]
+           "approval_refusal", "FoldError"]
 
 # A request event the orchestrator appends, and the result types a worker may answer it with.
 REQUEST_ANSWERS: Mapping[str, frozenset[str]] = MappingProxyType({
@@ -49,6 +49,11 @@ _STATUS_AFTER = {
     "RunFailed": "failed",
     "RunCancelled": "cancelled",
 }
+
+
+class FoldError(ValueError):
+    """An event that cannot be the next one of its run (another run's, out of order, after the
+    end, or a run that does not begin with RunStarted): the edge parks it, nothing crashes."""
 
 
 class Status:
@@ -131,7 +136,9 @@ class RunState:
 def new_run(event: Event) -> RunState:
     """The state right after a run's first event (RunStarted)."""
     p = event.payload
-    assert isinstance(p, RunStarted), "a run starts with RunStarted"
+    if not isinstance(p, RunStarted):
+        raise FoldError(f"run {event.run_id} begins with {event.event_type} (seq {event.seq}), "
+                        "not RunStarted")
     return RunState(
         run_id=event.run_id, tenant_id=event.tenant_id, route=p.route, text=p.text,
         idempotency_key=p.idempotency_key, started_at=event.event_time,
@@ -183,9 +190,23 @@ def _add_cost(m: RunMetrics, cost: float) -> RunMetrics:
 
 
 def evolve(state: RunState | None, event: Event) -> RunState:
-    """The state after `event`. `state` is None only before a run's RunStarted."""
+    """The state after `event`. `state` is None only before a run's RunStarted.
+
+    Like an aggregate's `mutate`, it checks that `event` belongs here: the same run, exactly the
+    next seq, the run not ended; otherwise `FoldError`.
+    """
     if state is None:
         state = new_run(event)
+        if event.seq != 1:
+            raise FoldError(f"run {event.run_id} begins at seq {event.seq}, not 1")
+    elif event.run_id != state.run_id:
+        raise FoldError(f"event of run {event.run_id} folded into run {state.run_id}")
+    elif state.terminal:
+        raise FoldError(f"{event.event_type} (seq {event.seq}) after run {state.run_id} ended "
+                        f"({state.status})")
+    elif event.seq != state.seq + 1:
+        raise FoldError(f"{event.event_type} of run {state.run_id} has seq {event.seq}, "
+                        f"but the next is {state.seq + 1}")
     p = event.payload
     kind = event.event_type
     changes: dict[str, object] = {"seq": event.seq, "last": event}

@@ -118,21 +118,29 @@ class QueryResult:
 class ClickHouseStore:
     """agent_events and the queries on it."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, dsn: str | None = None, password: str | None = None) -> None:
         self._client = client
+        self._dsn = dsn
+        self._password = password
 
     @classmethod
     def connect(cls, *, url: str | None, chdb_path: str | None = None,
                 password: str | None = None) -> ClickHouseStore:
         """A server by `url`, else the embedded chDB at `chdb_path` (owned by this process)."""
-        if url:
-            client = clickhouse_connect.get_client(dsn=url, password=password or "")
-        else:
+        if not url:
             assert chdb_path, "chDB needs a path"
-            client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
-        store = cls(client)
+        dsn = url or f"chdb://{chdb_path}"
+        store = cls(clickhouse_connect.get_client(dsn=dsn, password=password or ""), dsn=dsn,
+                    password=password)
         store.ensure_schema()
         return store
+
+    def reader(self) -> ClickHouseStore:
+        """A read-only client of the same store, for SQL from outside: whatever it is asked,
+        it cannot write, and it never changes this client's session."""
+        client = clickhouse_connect.get_client(dsn=self._dsn, password=self._password or "",
+                                               settings={"readonly": 1})
+        return ClickHouseStore(client, dsn=self._dsn, password=self._password)
 
     def ensure_schema(self) -> None:
         for statement in DDL:
@@ -162,11 +170,9 @@ class ClickHouseStore:
         )
         return {int(p): int(o) for p, o in result.result_rows}
 
-    def query(self, sql: str, *, parameters: dict[str, Any] | None = None,
-              readonly: bool = True) -> QueryResult:
-        """Run a query; read-only unless asked otherwise, so analytics cannot change data."""
-        result = self._client.query(sql, parameters=parameters,
-                                    settings={"readonly": 1} if readonly else None)
+    def query(self, sql: str, *, parameters: dict[str, Any] | None = None) -> QueryResult:
+        """Run a query (on a `reader()`, one that cannot change data)."""
+        result = self._client.query(sql, parameters=parameters)
         rows = [[_jsonable(v) for v in row] for row in result.result_rows]
         return QueryResult(list(result.column_names), rows)
 

@@ -1,9 +1,18 @@
 """Analytics queries across processes: chDB is owned by one process (the sink), which answers
-the others over a small loopback HTTP endpoint; a ClickHouse server is queried directly."""
+the others over a small loopback HTTP endpoint; a ClickHouse server is queried directly.
+
+The endpoint asks for the installation's query token (`<home>/query_token`, mode 600, made
+once like the local API key): a process that cannot read the state directory cannot query.
+Outside SQL runs on a read-only client of its own, so a refused write never changes the
+session the sink inserts with.
+"""
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,20 +22,53 @@ from urllib import error, request
 from sinks.clickhouse import ClickHouseStore, QueryResult
 from streams.settings import Settings
 
-__all__ = ["serve_queries", "run_query", "run_insert", "QueryError", "chdb_path", "clickhouse_password"]
+__all__ = ["serve_queries", "run_query", "run_insert", "QueryError", "chdb_path", "clickhouse_password",
+           "query_token"]
+
+_MAX_BODY = 16 * 1024 * 1024
 
 
 class QueryError(RuntimeError):
     """The store refused the query (the message is ClickHouse's)."""
 
 
-def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, port: int) -> ThreadingHTTPServer:
-    """Start answering POST /query {"sql": …} on 127.0.0.1:`port` in a background thread."""
+def query_token(settings: Settings) -> str:
+    """The installation's query token, made the first time it is asked for."""
+    path = settings.path("query_token")
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(secrets.token_urlsafe(32) + "\n")
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)  # the first writer wins; a racing second one reads the first's
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Settings) -> ThreadingHTTPServer:
+    """Start answering POST /query {"sql": …} (and /insert into the replay tables) on
+    127.0.0.1:<query_port> in a background thread, for callers holding the query token."""
+    token = query_token(settings).encode()
+    reader = store.reader()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ").encode()
+            if not hmac.compare_digest(presented, token):
+                self._send(401, {"error": "the query token is required (Authorization: Bearer …)"})
+                return
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                length = int(self.headers.get("Content-Length", 0))
+                if not 0 <= length <= _MAX_BODY:
+                    raise ValueError(f"body of {length} bytes")
+                body = json.loads(self.rfile.read(length))
                 if self.path == "/insert":
                     with lock:
                         store.insert_rows(str(body["table"]), body["rows"], columns=body["columns"],
@@ -34,7 +76,7 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, port: int) ->
                     self._send(200, {"inserted": len(body["rows"])})
                     return
                 with lock:
-                    result = store.query(str(body["sql"]), parameters=body.get("parameters"))
+                    result = reader.query(str(body["sql"]), parameters=body.get("parameters"))
                 self._send(200, {"columns": result.columns, "rows": result.rows})
             except Exception as exc:  # the caller gets ClickHouse's own message
                 self._send(400, {"error": str(exc)})
@@ -50,7 +92,11 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, port: int) ->
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        timeout = 30
+
+    server = Server(("127.0.0.1", settings.query_port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="query-api").start()
     return server
 
@@ -59,27 +105,32 @@ def chdb_path(settings: Settings) -> Path:
     return settings.path("clickhouse")
 
 
+def _post(settings: Settings, path: str, body: dict[str, Any]) -> Any:
+    req = request.Request(
+        f"http://127.0.0.1:{settings.query_port}{path}",
+        data=json.dumps(body, default=str).encode(),
+        headers={"Content-Type": "application/json",
+                 "Authorization": f"Bearer {query_token(settings)}"},
+    )
+    try:
+        with request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+    except error.HTTPError as exc:
+        raise QueryError(json.loads(exc.read()).get("error", str(exc))) from None
+
+
 def run_query(settings: Settings, sql: str, *, parameters: dict[str, Any] | None = None,
               sink_running: bool) -> QueryResult:
     """Query the store from any process: the server, the running sink, or chDB directly."""
     if settings.clickhouse_url:
         store = ClickHouseStore.connect(url=settings.clickhouse_url, password=clickhouse_password(settings))
-        return _guarded(store, sql, parameters)
+        return _guarded(store.reader(), sql, parameters)
     if sink_running:
-        req = request.Request(
-            f"http://127.0.0.1:{settings.query_port}/query",
-            data=json.dumps({"sql": sql, "parameters": parameters}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with request.urlopen(req, timeout=60) as resp:
-                body = json.loads(resp.read())
-        except error.HTTPError as exc:
-            raise QueryError(json.loads(exc.read()).get("error", str(exc))) from None
+        body = _post(settings, "/query", {"sql": sql, "parameters": parameters})
         return QueryResult(body["columns"], body["rows"])
     store = ClickHouseStore.connect(url=None, chdb_path=str(chdb_path(settings)))
     try:
-        return _guarded(store, sql, parameters)
+        return _guarded(store.reader(), sql, parameters)
     finally:
         store.close()
 
@@ -100,17 +151,7 @@ def run_insert(settings: Settings, table: str, columns: list[str], rows: list[li
         finally:
             store.close()
         return
-    req = request.Request(
-        f"http://127.0.0.1:{settings.query_port}/insert",
-        data=json.dumps({"table": table, "columns": columns, "rows": rows, "token": token},
-                        default=str).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with request.urlopen(req, timeout=60):
-            pass
-    except error.HTTPError as exc:
-        raise QueryError(json.loads(exc.read()).get("error", str(exc))) from None
+    _post(settings, "/insert", {"table": table, "columns": columns, "rows": rows, "token": token})
 
 
 def _guarded(store: ClickHouseStore, sql: str, parameters: dict[str, Any] | None) -> QueryResult:

@@ -4,49 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
-
-from processors.state import RunState, evolve
-from schemas.codec import EventCodec
-from streams.kafka import consumer
+from processors.state import FoldError, RunState, evolve
+from streams.edge import Intake, Poison, read_partitions
 from streams.settings import Settings
 
 __all__ = ["fold_partitions"]
 
 
-def fold_partitions(settings: Settings, codec: EventCodec, until: Mapping[int, int | None],
-                    states: dict[str, RunState], partition_of: dict[str, int]) -> int:
-    """Fold the events of each partition in `until`, from its start up to the given offset
-    (exclusive; None: to the end of what is committed), into `states`. Returns events read."""
-    topic = settings.events_topic
-    reader = consumer(settings, None, **{"enable.partition.eof": True})
-    todo: dict[int, int | None] = {}
-    for p, stop in until.items():
-        low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        if high > low and (stop is None or stop > low):
-            todo[p] = stop
-    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+def fold_partitions(settings: Settings, intake: Intake, starts: Mapping[int, int],
+                    states: dict[str, RunState], partition_of: dict[str, int], *,
+                    stops: Mapping[int, int] | None = None) -> int:
+    """Fold the events of each partition in `starts`, from its start offset up to its stop
+    (exclusive; default: the end of what is committed), into `states`. A record that is no
+    event, or that its run cannot take, is skipped and counted in `intake.parked`, never fatal.
+    Returns the events folded."""
     count = 0
-    try:
-        while todo:
-            for msg in reader.consume(1000, timeout=1.0):
-                err, p = msg.error(), msg.partition()
-                if p not in todo:
-                    continue
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    del todo[p]
-                    continue
-                stop = todo[p]
-                if stop is not None and msg.offset() >= stop:
-                    del todo[p]
-                    reader.incremental_unassign([TopicPartition(topic, p)])
-                    continue
-                event = codec.decode(msg.value())
-                states[event.run_id] = evolve(states.get(event.run_id), event)
-                partition_of[event.run_id] = p
-                count += 1
-    finally:
-        reader.close()
+    for msg in read_partitions(settings, settings.events_topic, starts, stops=stops, timeout_s=30):
+        try:
+            event = intake.decode(msg)
+            state = evolve(states.get(event.run_id), event)
+        except Poison as exc:
+            intake.park(msg, str(exc))
+            continue
+        except FoldError as exc:
+            intake.fold_error(msg, exc)
+            continue
+        states[event.run_id] = state
+        partition_of[event.run_id] = msg.partition()
+        count += 1
     return count

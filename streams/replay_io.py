@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from policies import load_policy
 from processors.models import planner_for, writer_for
@@ -33,6 +33,7 @@ from processors.replay.candidates import CandidatesError, models_for, parse_cand
 from processors.replay.memo import remembering_policy, remembering_registry
 from processors.tools.registry import default_registry
 from schemas.events import Event, RunStarted
+from streams.edge import Intake, LogUnavailable, Poison, read_partitions
 from streams.kafka import consumer, header, make_codec
 from streams.models_config import api_keys_from_env, load_models_config
 from streams.orchestration import orchestrator_config
@@ -198,22 +199,27 @@ def runs_from_topic(settings: Settings, *, since: str | None = None, until: str 
     the events topic up to its end as it stands when the read begins."""
     lo, hi = _utc(since, _EPOCH), _utc(until, _FOREVER)
     spans = parse_offsets(offsets) if offsets else {}
-    codec = make_codec(settings)
+    intake = Intake(settings, make_codec(settings), service="replay", dead_letters=None)
     picked: dict[bytes, list[Event]] = {}
     for msg in _scan(settings, spans, since=lo):
         key = msg.key() or b""
-        if header(msg.headers(), "event_type") == "RunStarted":  # type: ignore[arg-type]
-            last = spans.get(msg.partition() or 0, (0, None))[1]
-            if last is not None and (msg.offset() or 0) > last:
-                continue
-            event = codec.decode(msg.value() or b"")
-            started = event.payload
-            assert isinstance(started, RunStarted)
-            if (lo <= event.event_time < hi and (not tenant or event.tenant_id == tenant)
-                    and (not route or started.route == route)):
-                picked[key] = [event]
-        elif key in picked:  # only the events of picked runs are decoded at all
-            picked[key].append(codec.decode(msg.value() or b""))
+        first = header(msg.headers(), "event_type") == "RunStarted"
+        if not first and key not in picked:
+            continue  # only the events of picked runs are decoded at all
+        last = spans.get(msg.partition() or 0, (0, None))[1]
+        if first and last is not None and (msg.offset() or 0) > last:
+            continue
+        try:
+            event = intake.decode(msg)
+        except Poison as exc:
+            intake.park(msg, str(exc))
+            continue
+        started = event.payload
+        if not first:
+            picked[key].append(event)
+        elif (isinstance(started, RunStarted) and lo <= event.event_time < hi
+              and (not tenant or event.tenant_id == tenant) and (not route or started.route == route)):
+            picked[key] = [event]
     return [RecordedRun(evs[0].run_id, evs[0].tenant_id, tuple(sorted(evs, key=lambda e: e.seq)))
             for evs in picked.values()]
 
@@ -225,29 +231,23 @@ def _scan(settings: Settings, spans: dict[int, tuple[int, int | None]], *,
     topic = settings.events_topic
     reader = consumer(settings, None, **{"enable.partition.eof": True})
     try:
-        parts = sorted(spans) or sorted(reader.list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        if spans:
-            starts = {p: spans[p][0] for p in parts}
-        else:
-            at = int(since.timestamp() * 1000)
-            found = reader.offsets_for_times([TopicPartition(topic, p, at) for p in parts], timeout=10)
-            starts = {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
-        todo = {p for p in parts if starts[p] < ends[p]}
-        reader.assign([TopicPartition(topic, p, starts[p]) for p in todo])
-        while todo:
-            for msg in reader.consume(1000, timeout=1.0):
-                p, err = msg.partition() or 0, msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    todo.discard(p)  # transaction markers may end a partition before its end
-                elif p in todo and (msg.offset() or 0) < ends[p]:
-                    if (msg.offset() or 0) >= ends[p] - 1:
-                        todo.discard(p)
-                    yield msg
+        try:
+            parts = sorted(spans) or sorted(reader.list_topics(topic, timeout=10).topics[topic].partitions)
+            if spans:
+                starts = {p: spans[p][0] for p in parts}
+            else:
+                at = int(since.timestamp() * 1000)
+                found = reader.offsets_for_times([TopicPartition(topic, p, at) for p in parts], timeout=10)
+                # No record at or after `since`: nothing to read there.
+                starts = {tp.partition: tp.offset if tp.offset >= 0 else _PAST_THE_END for tp in found}
+        except KafkaException as exc:
+            raise LogUnavailable(f"{topic} did not answer ({exc.args[0]})") from None
+        yield from read_partitions(settings, topic, starts, timeout_s=30, reader=reader)
     finally:
         reader.close()
+
+
+_PAST_THE_END = 2**62
 
 
 # ---- results and scores -------------------------------------------------------------------------

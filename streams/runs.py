@@ -6,12 +6,13 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from processors.state import RunState, Status, evolve, fold
+from processors.state import FoldError, RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
-from streams.kafka import consumer, headers_for, next_batch
+from streams.edge import Intake, LogUnavailable, Poison, read_partitions
+from streams.kafka import consumer, headers_for
 from streams.partitioning import partition_for
 from streams.service import utcnow
 from streams.settings import Settings
@@ -72,10 +73,6 @@ def decide_approval(settings: Settings, producer: Producer, codec: EventCodec, s
         actor=f"human:{approver}"))
 
 
-class LogUnavailable(RuntimeError):
-    """The events topic did not answer: a run cannot be told missing from unreadable."""
-
-
 class NoSuchRun(LookupError):
     """No event of this run is on the log."""
 
@@ -102,29 +99,34 @@ def cancel_run(settings: Settings, producer: Producer, codec: EventCodec, run_id
 
 
 def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float) -> Iterator[Event]:
-    """The run's events in order; keeps following the partition for `follow_s` seconds."""
+    """The run's events in order; keeps following the partition for `follow_s` seconds. A record
+    under the run's key that is no readable event, or that its run cannot take, is skipped
+    (the workers dead-letter it), so what is returned always folds."""
     partition = partition_for(run_id, settings.partitions)
-    reader = consumer(settings, None, **{"enable.partition.eof": True})
-    reader.assign([TopicPartition(settings.events_topic, partition, OFFSET_BEGINNING)])
+    intake = Intake(settings, codec, service="reader", dead_letters=None)
+    reader = consumer(settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
     key = run_id.encode()
+    start = 0
+    state: RunState | None = None
     deadline = time.monotonic() + follow_s
     try:
         while True:
-            for msg in next_batch(reader, max_messages=500, timeout_s=0.2):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if time.monotonic() >= deadline:
-                            return
-                        continue
-                    raise KafkaException(err)
+            for msg in read_partitions(settings, settings.events_topic, {partition: start}, reader=reader):
+                start = (msg.offset() or 0) + 1
                 if msg.key() == key:
-                    yield codec.decode(msg.value())
-            if time.monotonic() >= deadline + 10:
-                # No end of the partition seen: the broker is not answering. Saying so beats
-                # returning what was read so far, which would pass for the whole run (or none).
-                raise LogUnavailable(f"the events topic ({settings.bootstrap_servers}) did not "
-                                     "answer within 10 s; try again")
+                    try:
+                        event = intake.decode(msg)
+                        state = evolve(state, event)
+                    except Poison as exc:
+                        intake.park(msg, str(exc))
+                        continue
+                    except FoldError as exc:
+                        intake.fold_error(msg, exc)
+                        continue
+                    yield event
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
     finally:
         reader.close()
 

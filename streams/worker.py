@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from processors.state import RunState, evolve
-from schemas.codec import DecodeError
+from processors.state import FoldError, RunState, evolve
 from schemas.events import Event, RequestRetried
-from streams.kafka import consumer, header, headers_for, make_codec, next_batch, producer
+from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch
+from streams.kafka import consumer, header, headers_for, make_codec, producer
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext
 
@@ -34,6 +34,150 @@ class Refused(Exception):
     """The worker will not act on this record; it goes to the dead letters with the reason."""
 
 
+@dataclass
+class _Job:
+    msg: Message
+    asked: Event
+    judged_by: RunState | None
+    result: list[Event] | Exception | None = None
+
+
+class _Worker:
+    def __init__(self, ctx: ServiceContext, *, handles: frozenset[str], handle: Handler, fold: bool,
+                 concurrency: int) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.handles = handles
+        self.handle = handle
+        self.fold = fold
+        self.codec = make_codec(self.settings)
+        self.out = Outbox(producer(self.settings))
+        self.intake = Intake(self.settings, self.codec, service=ctx.name, dead_letters=self.out)
+        self.states: dict[str, RunState] = {}
+        self.partition_of: dict[str, int] = {}
+        self.source = consumer(self.settings, f"agentlog-{ctx.name}")
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix=ctx.name) if concurrency > 1 else None
+        self.needs_reset = False
+
+    def on_assign(self, _c: Consumer, _parts: list[TopicPartition]) -> None:
+        # Rebuilt by the main loop, where a broker that does not answer can be waited out.
+        self.needs_reset = True
+
+    def on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in parts}
+        for run_id in [r for r, p in self.partition_of.items() if p in gone]:
+            self.states.pop(run_id, None)
+            self.partition_of.pop(run_id, None)
+
+    def reset(self) -> None:
+        """Fold the assigned partitions up to the committed offsets and go on from there."""
+        parts = self.source.assignment()
+        try:
+            committed = self.source.committed(parts, timeout=10)
+        except KafkaException as exc:
+            raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
+        self.states.clear()
+        self.partition_of.clear()
+        if self.fold:
+            stops = {tp.partition: max(tp.offset, 0) for tp in committed}
+            n = fold_partitions(self.settings, self.intake.rebuilding(), dict.fromkeys(stops, 0),
+                                self.states, self.partition_of, stops=stops)
+            self.ctx.log.info("rebuilt %d runs from %d events", len(self.states), n)
+        for tp in committed:
+            self.source.seek(TopicPartition(tp.topic, tp.partition,
+                                            tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        self.needs_reset = False
+        self.ctx.mark_ready()
+
+    def run(self) -> None:
+        self.source.subscribe([self.settings.events_topic], on_assign=self.on_assign,
+                              on_revoke=self.on_revoke)
+        try:
+            while not self.ctx.stopping:
+                self.ctx.beat()
+                try:
+                    self.step()
+                except (KafkaException, LogUnavailable) as exc:
+                    # Nothing committed past what was delivered: go on from the committed offsets.
+                    self.ctx.waiting("kafka", exc)
+                    self.needs_reset = True
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+            self.source.close()
+            self.out.producer.flush(10)
+            self.ctx.close()
+
+    def step(self) -> None:
+        batch = next_batch(self.source, max_messages=200, timeout_s=0.2)
+        if self.needs_reset:
+            self.reset()  # the batch read before it is read again from the committed offsets
+            return
+        self.ctx.lag = lag(self.source)
+        if not batch:
+            self.ctx.progressed()
+            return
+        jobs = [job for msg in batch if (job := self.take(msg)) is not None]
+        for job in _decide(jobs, self.handle, self.pool):
+            if isinstance(job.result, Refused):
+                self.intake.park(job.msg, f"refused: {job.result}")
+            elif isinstance(job.result, Exception):
+                self.ctx.log.error("handler failed on %s seq %s", job.asked.run_id, job.asked.seq,
+                                   exc_info=job.result)
+                self.intake.park(job.msg, f"handler failed: {job.result!r}")
+            else:
+                for a in job.result or ():
+                    self.out.produce(self.settings.inbox_topic, key=a.run_id, value=self.codec.encode(a),
+                                     headers=headers_for(a))
+        self.out.flush(30)
+        # The answers are delivered: committing now is safe. A commit that does not happen
+        # re-delivers, and the orchestrator drops what it already applied.
+        if commit(self.source, asynchronous=True):
+            self.ctx.progressed()
+        self.ctx.parked = sum(self.intake.parked.values())
+
+    def take(self, msg: Message) -> _Job | None:
+        """The job `msg` asks of this worker (None if none), after folding it when asked to."""
+        if self.intake.consume_error(msg):
+            return None
+        # Filter on the header: events nobody here needs are never decoded.
+        kind = header(msg.headers(), "event_type")
+        wanted = kind in self.handles or kind == "RequestRetried"
+        if not (wanted or self.fold):
+            return None
+        try:
+            event = self.intake.decode(msg)
+        except Poison as exc:
+            self.intake.park(msg, str(exc))
+            return None
+        before = self.states.get(event.run_id)
+        asked, judged_by, state = event, before, None
+        if self.fold:
+            try:
+                state = evolve(before, event)
+            except FoldError as exc:
+                self.intake.fold_error(msg, exc)
+                return None
+            if state.terminal:
+                self.states.pop(event.run_id, None)
+                self.partition_of.pop(event.run_id, None)
+            else:
+                self.states[event.run_id] = state
+                self.partition_of[event.run_id] = msg.partition()
+        if isinstance(event.payload, RequestRetried):
+            wanted = event.payload.request_type in self.handles
+            if wanted:
+                try:
+                    asked = Event.model_validate_json(event.payload.request_json)
+                except ValueError as exc:
+                    self.intake.park(msg, f"retried request unreadable: {exc}")
+                    return None
+                judged_by = state
+                self.ctx.log.info("%s asked again (attempt %d) for %s", asked.event_type,
+                                  event.payload.attempt, event.run_id)
+        return _Job(msg, asked, judged_by) if wanted else None
+
+
 def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
                fold: bool = False, concurrency: int = 1) -> None:
     """Consume `agentlog.events` as group `agentlog-<name>` until asked to stop.
@@ -42,107 +186,7 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
     worth it when the handler waits: a tool's sandbox, a model's HTTP call). The answers
     are produced in the batch's order either way.
     """
-    settings = ctx.settings
-    codec = make_codec(settings)
-    failures: list[KafkaError] = []
-    states: dict[str, RunState] = {}
-    partition_of: dict[str, int] = {}
-
-    def delivered(err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            failures.append(err)
-
-    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
-        if fold:
-            until = {tp.partition: max(tp.offset, 0) for tp in c.committed(parts, timeout=10)}
-            n = fold_partitions(settings, codec, until, states, partition_of)
-            ctx.log.info("rebuilt %d runs from %d events", len(states), n)
-        ctx.mark_ready()
-
-    def on_revoke(_c: Consumer, parts: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in parts}
-        for run_id in [r for r, p in partition_of.items() if p in gone]:
-            states.pop(run_id, None)
-            partition_of.pop(run_id, None)
-
-    out = producer(settings, on_delivery=delivered)
-    source = consumer(settings, f"agentlog-{ctx.name}")
-    source.subscribe([settings.events_topic], on_assign=on_assign, on_revoke=on_revoke)
-    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=ctx.name) if concurrency > 1 else None
-    try:
-        while not ctx.stopping:
-            batch = next_batch(source, max_messages=200, timeout_s=0.2)
-            if not batch:
-                continue
-            jobs: list[_Job] = []
-            for msg in batch:
-                if msg.error():
-                    ctx.log.warning("consume error: %s", msg.error())
-                    continue
-                # Filter on the header: events nobody here needs are never decoded.
-                kind = header(msg.headers(), "event_type")
-                wanted = kind in handles or kind == "RequestRetried"
-                if not (wanted or fold):
-                    continue
-                try:
-                    event = codec.decode(msg.value())
-                except DecodeError as exc:
-                    ctx.dead_letter(out, msg, f"undecodable: {exc}")
-                    continue
-                before = states.get(event.run_id)
-                asked, judged_by = event, before
-                if isinstance(event.payload, RequestRetried):
-                    wanted = event.payload.request_type in handles
-                    try:
-                        asked = Event.model_validate_json(event.payload.request_json) if wanted else event
-                    except ValueError as exc:
-                        ctx.dead_letter(out, msg, f"retried request unreadable: {exc}")
-                        wanted = False
-                    if wanted:
-                        judged_by = evolve(before, event) if before is not None else None
-                        ctx.log.info("%s asked again (attempt %d) for %s", asked.event_type,
-                                     event.payload.attempt, event.run_id)
-                if wanted:
-                    jobs.append(_Job(msg, asked, judged_by))
-                if fold:
-                    state = evolve(before, event)
-                    if state.terminal:
-                        states.pop(event.run_id, None)
-                        partition_of.pop(event.run_id, None)
-                    else:
-                        states[event.run_id] = state
-                        partition_of[event.run_id] = msg.partition()
-            for job in _decide(jobs, handle, pool):
-                if isinstance(job.result, Refused):
-                    ctx.dead_letter(out, job.msg, f"refused: {job.result}")
-                elif isinstance(job.result, Exception):
-                    ctx.log.error("handler failed on %s seq %s", job.asked.run_id, job.asked.seq,
-                                  exc_info=job.result)
-                    ctx.dead_letter(out, job.msg, f"handler failed: {job.result!r}")
-                else:
-                    for a in job.result or ():
-                        out.produce(settings.inbox_topic, key=a.run_id, value=codec.encode(a),
-                                    headers=headers_for(a))
-                out.poll(0)
-            if out.flush(30) or failures:
-                raise KafkaException(failures[0] if failures else "answers not delivered in 30 s")
-            # The answers are delivered: committing now, in the background, is safe. A commit
-            # lost with a crash re-delivers, and the orchestrator drops what it already applied.
-            source.commit(asynchronous=True)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-        source.close()
-        out.flush(10)
-        ctx.close()
-
-
-@dataclass
-class _Job:
-    msg: Message
-    asked: Event
-    judged_by: RunState | None
-    result: list[Event] | Exception | None = None
+    _Worker(ctx, handles=handles, handle=handle, fold=fold, concurrency=concurrency).run()
 
 
 def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None) -> list[_Job]:

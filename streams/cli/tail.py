@@ -9,9 +9,9 @@ import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from processors.replay.dataset import event_doc
-from schemas.codec import DecodeError
 from streams.cli.common import Context, pass_ctx
-from streams.kafka import consumer, header, next_batch
+from streams.edge import Intake, Poison, next_batch
+from streams.kafka import consumer, header
 from streams.render import event_summary
 
 __all__ = ["tail"]
@@ -41,20 +41,21 @@ def tail(ctx: Context, types: tuple[str, ...], tenant: str | None, group: str | 
     source = consumer(settings, group or f"agentlog-tail-{getpass.getuser()}", static=False,
                       **{"enable.auto.commit": True, "auto.offset.reset": "latest"})
     source.subscribe([settings.events_topic], on_assign=start)
+    intake = Intake(settings, ctx.codec, service="tail", dead_letters=None)
     seen = 0
     try:
         while limit is None or seen < limit:
             for msg in next_batch(source, max_messages=500, timeout_s=0.5):
-                if msg.error():
+                if intake.consume_error(msg):
                     continue
                 if wanted and header(msg.headers(), "event_type") not in wanted:
                     continue
                 if tenant and header(msg.headers(), "tenant_id") != tenant:
                     continue
                 try:
-                    event = ctx.codec.decode(msg.value())
-                except DecodeError as exc:
-                    click.echo(f"undecodable record at {msg.partition()}@{msg.offset()}: {exc}", err=True)
+                    event = intake.decode(msg)
+                except Poison as exc:
+                    click.echo(f"unreadable record at {msg.partition()}@{msg.offset()}: {exc}", err=True)
                     continue
                 if as_json:
                     click.echo(json.dumps({"run_id": event.run_id, "tenant_id": event.tenant_id,

@@ -3,32 +3,39 @@
 Consume-transform-produce in Kafka transactions: a batch of inbox records, the events they
 append and the inbox offsets commit together, or not at all. Run state lives in memory and is
 rebuilt from the events topic whenever partitions are assigned (never from a private store).
+
+Every call to the broker has a deadline. A transaction that cannot complete is aborted, and the
+batch is read again from the last commit with state rebuilt; a producer that is fenced or
+broken for good ends the process (the watchdog starts a new one).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.orchestrator import due_timers, handle
 from processors.state import RunState
-from schemas.codec import DecodeError, EventCodec
+from schemas.codec import EventCodec
 from schemas.events import Event
-from streams.kafka import consumer, headers_for, make_codec, next_batch, producer
+from streams.edge import Intake, LogUnavailable, Outbox, Poison, lag, next_batch
+from streams.kafka import consumer, headers_for, make_codec, producer
 from streams.orchestration import orchestrator_config
 from streams.rebuild import fold_partitions
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
+
+TXN_TIMEOUT_S = 30.0
+"""Longest wait of one transactional call; a call that times out is retried until
+`TXN_DEADLINE_S`, then the transaction is aborted."""
+TXN_DEADLINE_S = 60.0
+
+
+class _Abort(Exception):
+    """The transaction cannot be committed: abort it and go on from the last commit."""
 
 
 class Orchestrator:
@@ -43,19 +50,24 @@ class Orchestrator:
         """Runs not yet ended: the ones the timer looks at."""
         self.timers_sent: dict[str, set[tuple[str, str, int]]] = {}
         """run_id -> the timer records sent since its state last changed (not sent twice)."""
-        self.timer_out: Producer = producer(self.settings)
+        self.timer_out = Outbox(producer(self.settings))
         self.next_timer_check = 0.0
         self.inbox: Consumer = consumer(self.settings, "agentlog-orchestrator")
         # A stable transactional.id fences a previous incarnation of this instance.
-        self.out: Producer = producer(
+        self.out = producer(
             self.settings, **{"transactional.id": f"agentlog-orchestrator-{self.settings.instance_id}",
                               # A transaction begun while the last one's markers are still being
                               # written is retried after this; librdkafka's 100 ms stalls a hop.
                               "retry.backoff.ms": 5})
+        # Dead letters are part of the transaction: they commit with the offsets that skip them.
+        self.outbox = Outbox(self.out)
+        self.intake = Intake(self.settings, self.codec, service=ctx.name, dead_letters=self.outbox)
+        self.needs_reset = False
+        self.in_transaction = False
 
     def rebuild(self, partitions: list[int]) -> int:
         """Fold the events of `partitions` into run states; returns the events read."""
-        n = fold_partitions(self.settings, self.codec, dict.fromkeys(partitions),
+        n = fold_partitions(self.settings, self.intake.rebuilding(), dict.fromkeys(partitions, 0),
                             self.states, self.partition_of)
         for run_id, state in self.states.items():
             self._track(run_id, state)
@@ -74,6 +86,9 @@ class Orchestrator:
         if time.monotonic() < self.next_timer_check:
             return
         self.next_timer_check = time.monotonic() + 0.5
+        if self.timer_out.failures:  # lost with the broker: send them again
+            self.timer_out.failures.clear()
+            self.timers_sent.clear()
         now = utcnow()
         for run_id in list(self.active):
             state = self.states.get(run_id)
@@ -92,13 +107,10 @@ class Orchestrator:
                                        value=self.codec.encode(record), headers=headers_for(record))
                 sent.add(key)
                 self.ctx.log.info("timer: %s for %s (%s)", key[0], run_id, cause)
-        self.timer_out.poll(0)
 
-    def on_assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
-        n = self.rebuild([tp.partition for tp in parts])
-        self.ctx.log.info("assigned inbox partitions %s; rebuilt %d runs from %d events",
-                          [tp.partition for tp in parts], len(self.states), n)
-        self.ctx.mark_ready()
+    def on_assign(self, _c: Consumer, _parts: list[TopicPartition]) -> None:
+        # Rebuilt by the main loop, where a broker that does not answer can be waited out.
+        self.needs_reset = True
 
     def on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in parts}
@@ -111,82 +123,134 @@ class Orchestrator:
         pending: dict[str, RunState] = {}
         offsets: dict[int, int] = {}
         self.out.begin_transaction()
+        self.in_transaction = True
         for msg in batch:
             offsets[msg.partition()] = msg.offset() + 1
             self._apply(msg, pending)
-        self.out.send_offsets_to_transaction(
-            [TopicPartition(self.settings.inbox_topic, p, o) for p, o in offsets.items()],
-            self.inbox.consumer_group_metadata())
-        self.out.commit_transaction()
+        positions = [TopicPartition(self.settings.inbox_topic, p, o) for p, o in offsets.items()]
+        metadata = self.inbox.consumer_group_metadata()
+        self._txn("send_offsets_to_transaction",
+                  lambda: self.out.send_offsets_to_transaction(positions, metadata, TXN_TIMEOUT_S))
+        self._txn("commit_transaction", lambda: self.out.commit_transaction(TXN_TIMEOUT_S))
+        self.in_transaction = False
         self.states.update(pending)
         for run_id, state in pending.items():
             self._track(run_id, state)
+        self.ctx.progressed()
+
+    def _txn(self, what: str, call: Callable[[], None]) -> None:
+        """`call` until it succeeds; a retriable failure (a timeout, a broker away) is tried
+        again until the deadline, anything that needs an abort raises `_Abort`."""
+        deadline = time.monotonic() + TXN_DEADLINE_S
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not isinstance(err, KafkaError) or err.fatal():
+                    raise
+                if err.txn_requires_abort() or not err.retriable() or time.monotonic() > deadline:
+                    raise _Abort(f"{what}: {err}") from None
+                self.ctx.waiting("kafka", f"{what}: {err}")
 
     def _apply(self, msg: Message, pending: dict[str, RunState]) -> None:
         try:
-            record = self.codec.decode(msg.value())
-        except DecodeError as exc:
-            self.ctx.dead_letter(self.out, msg, f"undecodable: {exc}")
-            return
-        if (msg.key() or b"").decode(errors="replace") != record.run_id:
-            self.ctx.dead_letter(self.out, msg, f"key {msg.key()!r} is not the run id {record.run_id}")
+            record = self.intake.decode(msg)
+        except Poison as exc:
+            self.intake.park(msg, str(exc))
             return
         state = pending.get(record.run_id) or self.states.get(record.run_id)
-        outcome = handle(state, record, now=utcnow(), config=self.config)
+        try:
+            outcome = handle(state, record, now=utcnow(), config=self.config)
+        except Exception as exc:  # a record the decisions cannot take must not stop the writer
+            self.ctx.log.error("cannot apply %s to %s", record.event_type, record.run_id, exc_info=exc)
+            self.intake.park(msg, f"not applicable: {exc!r}")
+            return
         if outcome.invalid:
-            self.ctx.dead_letter(self.out, msg, outcome.dropped or "invalid")
+            self.intake.park(msg, outcome.dropped or "invalid")
         elif outcome.dropped:
             self.ctx.log.info("dropped %s for %s: %s", record.event_type, record.run_id, outcome.dropped)
         for event in outcome.events:
             # Same partition number as the inbox record: the run's events stay where its
             # state is rebuilt from, whatever partitioner the requester used.
-            self.out.produce(self.settings.events_topic, key=event.run_id,
-                             value=self.codec.encode(event), partition=msg.partition(),
-                             headers=headers_for(event))
+            self.outbox.produce(self.settings.events_topic, key=event.run_id,
+                                value=self.codec.encode(event), partition=msg.partition(),
+                                headers=headers_for(event))
         if outcome.state is not None:
             pending[record.run_id] = outcome.state
             self.partition_of[record.run_id] = msg.partition()
 
+    def abort(self) -> None:
+        """Abort the open transaction, waiting out a broker that is away."""
+        while self.in_transaction:
+            try:
+                self.out.abort_transaction(TXN_TIMEOUT_S)
+                self.in_transaction = False
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not isinstance(err, KafkaError) or err.fatal() or not err.retriable():
+                    raise
+                self.ctx.waiting("kafka", f"abort_transaction: {err}")
+
     def reset(self) -> None:
-        """After an aborted transaction: forget, rebuild, and re-read from committed offsets."""
+        """Forget, rebuild, and read again from the committed offsets."""
         parts = self.inbox.assignment()
+        try:
+            committed = self.inbox.committed(parts, timeout=10)
+        except KafkaException as exc:
+            raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
         self.states.clear()
+        self.partition_of.clear()
         self.active.clear()
-        self.rebuild([tp.partition for tp in parts])
-        for tp in self.inbox.committed(parts, timeout=10):
+        self.timers_sent.clear()
+        n = self.rebuild([tp.partition for tp in parts])
+        for tp in committed:
             self.inbox.seek(TopicPartition(tp.topic, tp.partition,
                                            tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        self.ctx.log.info("inbox partitions %s: rebuilt %d runs from %d events",
+                          [tp.partition for tp in parts], len(self.states), n)
+        self.needs_reset = False
+        self.ctx.mark_ready()
+
+    def step(self) -> None:
+        self.fire_timers()
+        batch = next_batch(self.inbox, max_messages=500, timeout_s=0.1)
+        if self.needs_reset:
+            self.reset()  # the batch read before it is read again from the committed offsets
+            return
+        self.ctx.lag = lag(self.inbox)
+        batch = [m for m in batch if not self.intake.consume_error(m)]
+        if not batch:
+            self.ctx.progressed()
+            return
+        self.process(batch)
 
     def run(self) -> None:
-        self.out.init_transactions(30)
+        self.out.init_transactions(TXN_TIMEOUT_S)
         self.inbox.subscribe([self.settings.inbox_topic], on_assign=self.on_assign,
                              on_revoke=self.on_revoke)
         try:
             while not self.ctx.stopping:
-                self.fire_timers()
-                batch = next_batch(self.inbox, max_messages=500, timeout_s=0.1)
-                batch = [m for m in batch if not self._error(m)]
-                if not batch:
-                    continue
+                self.ctx.beat()
                 try:
-                    self.process(batch)
-                except KafkaException as exc:
-                    err = exc.args[0]
-                    if not (isinstance(err, KafkaError) and err.txn_requires_abort()):
-                        raise
-                    self.ctx.log.warning("transaction aborted (%s); rebuilding", err)
-                    self.out.abort_transaction()
-                    self.reset()
+                    self.step()
+                except (_Abort, KafkaException, LogUnavailable) as exc:
+                    err = exc.args[0] if exc.args else exc
+                    if isinstance(err, KafkaError) and err.fatal():
+                        self.ctx.log.error("producer failed for good (%s); exiting", err)
+                        raise SystemExit(1) from None
+                    self.ctx.waiting("kafka", exc)
+                    try:
+                        self.abort()
+                    except KafkaException as broken:
+                        self.ctx.log.error("transaction not aborted (%s); exiting", broken)
+                        raise SystemExit(1) from None
+                    self.needs_reset = True
         finally:
-            self.timer_out.flush(10)
+            self.timer_out.producer.flush(10)
             self.inbox.close()
             self.ctx.close()
-
-    def _error(self, msg: Message) -> bool:
-        if msg.error() is None:
-            return False
-        self.ctx.log.warning("consume error: %s", msg.error())
-        return True
 
 
 def main() -> None:

@@ -2,21 +2,97 @@
 
 A batch is inserted atomically with a deduplication token, and offsets are committed only
 after ClickHouse accepted it. After a crash between the two, the sink resumes after the
-highest offset the table already holds, so nothing is stored twice.
+highest offset the table already holds, so nothing is stored twice. A batch the store refuses
+is not committed: it is read again from the last commit and retried.
 """
 
 from __future__ import annotations
 
 import threading
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from schemas.codec import DecodeError
 from sinks.clickhouse import ClickHouseStore, EventRow, event_row
+from streams.edge import Intake, LogUnavailable, Outbox, commit, lag
 from streams.kafka import consumer, make_codec, producer
 from streams.query_api import chdb_path, clickhouse_password, serve_queries
 from streams.service import ServiceContext
 from streams.settings import load_settings
+
+
+class Sink:
+    def __init__(self, ctx: ServiceContext, store: ClickHouseStore, lock: threading.Lock) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.store = store
+        self.lock = lock
+        self.topic = self.settings.events_topic
+        self.out = Outbox(producer(self.settings))
+        self.intake = Intake(self.settings, make_codec(self.settings), service=ctx.name,
+                             dead_letters=self.out)
+        self.source = consumer(self.settings, "agentlog-sink")
+        self.needs_reset = False
+
+    def on_assign(self, _c: Consumer, _parts: list[TopicPartition]) -> None:
+        self.needs_reset = True
+
+    def reset(self) -> None:
+        """Go on from after what the table holds, or the committed offset if that is later."""
+        parts = self.source.assignment()
+        with self.lock:
+            stored = self.store.stored_offsets(self.topic)
+        try:
+            committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
+        except KafkaException as exc:
+            raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
+        for tp in parts:
+            resume = max(stored.get(tp.partition, -1) + 1, committed.get(tp.partition, -1))
+            self.source.seek(TopicPartition(self.topic, tp.partition,
+                                            resume if resume > 0 else OFFSET_BEGINNING))
+        self.needs_reset = False
+        self.ctx.mark_ready()
+
+    def step(self) -> None:
+        batch = self.source.consume(2000, timeout=0.3)
+        if self.needs_reset:
+            self.reset()
+            return
+        self.ctx.lag = lag(self.source)
+        rows: list[EventRow] = []
+        ranges: dict[int, list[int]] = {}
+        for msg, event in self.intake.events(batch):
+            rows.append(event_row(event, topic=self.topic, partition=msg.partition(), offset=msg.offset()))
+            r = ranges.setdefault(msg.partition(), [msg.offset(), msg.offset()])
+            r[1] = msg.offset()
+        self.ctx.parked = sum(self.intake.parked.values())
+        if not batch:
+            self.ctx.progressed()
+            return
+        token = self.topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+        try:
+            with self.lock:
+                self.store.insert_events(rows, token=token)
+        except Exception as exc:  # noqa: BLE001 - the store's own errors; nothing is committed
+            self.ctx.waiting("clickhouse", exc)
+            self.needs_reset = True
+            return
+        self.out.flush(30)
+        if commit(self.source):
+            self.ctx.progressed()
+
+    def run(self) -> None:
+        self.source.subscribe([self.topic], on_assign=self.on_assign)
+        try:
+            while not self.ctx.stopping:
+                self.ctx.beat()
+                try:
+                    self.step()
+                except (KafkaException, LogUnavailable) as exc:
+                    self.ctx.waiting("kafka", exc)
+                    self.needs_reset = True
+        finally:
+            self.source.close()
+            self.out.producer.flush(10)
 
 
 def main() -> None:
@@ -25,50 +101,10 @@ def main() -> None:
     store = ClickHouseStore.connect(url=settings.clickhouse_url, chdb_path=str(chdb_path(settings)),
                                     password=clickhouse_password(settings))
     lock = threading.Lock()
-    server = serve_queries(store, lock, port=settings.query_port) if not settings.clickhouse_url else None
-    codec = make_codec(settings)
-    dead = producer(settings)
-    source = consumer(settings, "agentlog-sink")
-    topic = settings.events_topic
-
-    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
-        with lock:
-            stored = store.stored_offsets(topic)
-        committed = {tp.partition: tp.offset for tp in c.committed(parts, timeout=10)}
-        for tp in parts:
-            resume = stored.get(tp.partition, -1) + 1
-            if resume > max(committed.get(tp.partition, -1), 0):
-                tp.offset = resume
-        c.assign(parts)
-        ctx.mark_ready()
-
-    source.subscribe([topic], on_assign=on_assign)
+    server = None if settings.clickhouse_url else serve_queries(store, lock, settings=settings)
     try:
-        while not ctx.stopping:
-            batch = source.consume(2000, timeout=0.3)
-            rows: list[EventRow] = []
-            ranges: dict[int, list[int]] = {}
-            for msg in batch:
-                if msg.error():
-                    ctx.log.warning("consume error: %s", msg.error())
-                    continue
-                try:
-                    event = codec.decode(msg.value())
-                except DecodeError as exc:
-                    ctx.dead_letter(dead, msg, f"undecodable: {exc}")
-                    continue
-                rows.append(event_row(event, topic=topic, partition=msg.partition(), offset=msg.offset()))
-                r = ranges.setdefault(msg.partition(), [msg.offset(), msg.offset()])
-                r[1] = msg.offset()
-            if not batch:
-                continue
-            token = topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
-            with lock:
-                store.insert_events(rows, token=token)
-            dead.flush(30)
-            source.commit(asynchronous=False)
+        Sink(ctx, store, lock).run()
     finally:
-        source.close()
         if server is not None:
             server.shutdown()
         ctx.close()

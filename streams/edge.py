@@ -1,0 +1,282 @@
+"""The one Kafka edge every consumer goes through.
+
+- `read_partitions`: records of some partitions from given offsets up to their end, with a
+  deadline (a broker that does not answer is `LogUnavailable`, never a shorter read).
+- `Intake`: decode or dead-letter. Whatever a record carries (NULL, empty, garbage, another
+  schema, another run's key, an event its run cannot take) becomes a dead letter with the
+  reason, topic, partition and offset in headers, or, while rebuilding state, a counted skip;
+  the process goes on.
+- `Outbox` and `commit`: flush, check that everything was delivered, then commit; a commit the
+  coordinator cannot take yet is retried, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from processors.state import FoldError
+from schemas.codec import DecodeError, EventCodec
+from schemas.events import Event
+from streams.kafka import consumer
+from streams.settings import Settings
+
+__all__ = ["LogUnavailable", "Poison", "Intake", "Outbox", "read_partitions", "next_batch", "commit",
+           "end_offsets", "lag", "DLQ_HEADERS"]
+
+log = logging.getLogger(__name__)
+
+DLQ_HEADERS = ("dlq.reason", "dlq.service", "dlq.topic", "dlq.partition", "dlq.offset")
+"""Headers of a dead letter: why, who gave up on it, and where it came from."""
+
+# Errors a consumer sees while the cluster is briefly unreachable or electing: waited out.
+_TRANSIENT = frozenset({
+    KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+    KafkaError._MSG_TIMED_OUT, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR, KafkaError.NETWORK_EXCEPTION, KafkaError._RESOLVE,
+})
+
+
+class LogUnavailable(RuntimeError):
+    """The log did not answer in time: a run cannot be told missing from unreadable."""
+
+
+class Poison(ValueError):
+    """A record no agentlog process can use; the message says why."""
+
+
+def next_batch(source: Consumer, *, max_messages: int, timeout_s: float) -> list[Message]:
+    """Whatever is ready, as soon as one record is: `Consumer.consume(n, t)` would wait the
+    whole timeout for n records, adding that wait to every hop of a run."""
+    first = source.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *source.consume(max_messages - 1, timeout=0)]
+
+
+class Outbox:
+    """A producer whose delivery failures are kept, so `flush` can say whether all arrived."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.failures: list[KafkaError] = []
+
+    def delivered(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.failures.append(err)
+
+    def produce(self, topic: str, *, key: str | bytes | None, value: bytes | None,
+                headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers,
+                                  "on_delivery": self.delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                break
+            except BufferError:  # the local queue is full while the broker is away: wait
+                self.producer.poll(0.5)
+        self.producer.poll(0)
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until everything produced is delivered; `KafkaException` if it is not."""
+        left = self.producer.flush(timeout_s)
+        if left or self.failures:
+            failure = self.failures[0] if self.failures else f"{left} record(s) not delivered in {timeout_s:g} s"
+            self.failures.clear()
+            raise KafkaException(failure)
+
+
+class Intake:
+    """Decode-or-dead-letter for one consumer.
+
+    dead_letters: where parked records go (the orchestrator's wraps its transactional producer,
+    so a dead letter commits with the offsets that skip it); None counts and logs them only,
+    as a rebuild does (the live consumers park each record once).
+    """
+
+    def __init__(self, settings: Settings, codec: EventCodec, *, service: str,
+                 dead_letters: Outbox | None) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.service = service
+        self.dead_letters = dead_letters
+        self.parked: Counter[str] = Counter()
+        """Reasons (their first words) of the records parked or skipped, for status and tests."""
+
+    def rebuilding(self) -> Intake:
+        """The same intake for a rebuild: records are counted and skipped, not parked again."""
+        twin = Intake(self.settings, self.codec, service=self.service, dead_letters=None)
+        twin.parked = self.parked
+        return twin
+
+    def decode(self, msg: Message, *, keyed: bool = True) -> Event:
+        """The event a record carries; `Poison` when it carries none. `keyed`: the record's key
+        must be its run id (so it sits in its run's partition)."""
+        value = msg.value()
+        if value is None:
+            raise Poison("NULL value (a tombstone)")
+        if not value:
+            raise Poison("empty value")
+        try:
+            event = self.codec.decode(value)
+        except DecodeError as exc:
+            raise Poison(f"undecodable: {exc}") from None
+        if keyed and (msg.key() or b"") != event.run_id.encode():
+            raise Poison(f"key {msg.key()!r} is not the run id {event.run_id}")
+        return event
+
+    def events(self, batch: Iterable[Message], *, keyed: bool = True) -> Iterator[tuple[Message, Event]]:
+        """Each usable record of `batch` with its event; the rest are parked."""
+        for msg in batch:
+            if self.consume_error(msg):
+                continue
+            try:
+                yield msg, self.decode(msg, keyed=keyed)
+            except Poison as exc:
+                self.park(msg, str(exc))
+
+    def consume_error(self, msg: Message) -> bool:
+        """True (and logged) when `msg` is an error event rather than a record."""
+        err = msg.error()
+        if err is None:
+            return False
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("%s: consume error: %s", self.service, err)
+        return True
+
+    def park(self, msg: Message, reason: str) -> None:
+        """Dead-letter `msg` with why and where it came from (or count it, when rebuilding)."""
+        self.parked[reason.split(":")[0][:60]] += 1
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        if self.dead_letters is None:
+            log.warning("%s: skipped %s: %s", self.service, where, reason)
+            return
+        log.warning("%s: dead-letter %s: %s", self.service, where, reason)
+        self.dead_letters.produce(
+            self.settings.deadletter_topic, key=msg.key(), value=msg.value(),
+            headers=[
+                ("dlq.reason", reason.encode()[:4000]), ("dlq.service", self.service.encode()),
+                ("dlq.topic", (msg.topic() or "").encode()),
+                ("dlq.partition", str(msg.partition()).encode()),
+                ("dlq.offset", str(msg.offset()).encode()),
+                *[(k, v) for k, v in (msg.headers() or []) if not k.startswith("dlq.")],
+            ],
+        )
+
+    def fold_error(self, msg: Message, exc: FoldError) -> None:
+        self.park(msg, f"not foldable: {exc}")
+
+
+def commit(source: Consumer, *, asynchronous: bool = False, deadline_s: float = 30.0) -> bool:
+    """Commit the consumed positions, waiting out a coordinator that is loading or moving.
+    False when the commit did not happen in time or the group moved on (a rebalance hands the
+    records to the next owner, which answers them again: at-least-once).
+
+    asynchronous: send the commit and go on (its outcome is only logged, by the consumer's
+    `on_commit`); for loops whose answers are already delivered, where a lost commit costs
+    only a repeated answer."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            source.commit(asynchronous=asynchronous)
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code == KafkaError._NO_OFFSET:
+                return True
+            if code not in _TRANSIENT or time.monotonic() > deadline:
+                log.warning("commit not done (%s); the records will be delivered again", err)
+                return False
+            time.sleep(0.5)
+
+
+def end_offsets(reader: Consumer, topic: str, partitions: Iterable[int], *,
+                timeout_s: float) -> dict[int, tuple[int, int]]:
+    """(low, high) watermarks of each partition; `LogUnavailable` if the broker does not say."""
+    out = {}
+    try:
+        for p in partitions:
+            out[p] = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+    except KafkaException as exc:
+        raise LogUnavailable(f"{topic} did not answer ({exc.args[0]})") from None
+    return out
+
+
+def read_partitions(settings: Settings, topic: str, starts: Mapping[int, int], *,
+                    stops: Mapping[int, int] | None = None, timeout_s: float = 10.0,
+                    reader: Consumer | None = None) -> Iterator[Message]:
+    """The records (committed ones only) of each partition in `starts`, from its start offset
+    up to its stop offset (exclusive; default: its end when the read begins), in offset order
+    per partition.
+
+    timeout_s: the longest wait for the broker to answer at all; past it `LogUnavailable`.
+    reader: a consumer to reuse (assigned here, unassigned after); otherwise one is made.
+    """
+    own = reader is None
+    if reader is None:
+        reader = consumer(settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
+    try:
+        marks = end_offsets(reader, topic, starts, timeout_s=timeout_s)
+        todo: dict[int, int] = {}
+        for p, start in starts.items():
+            low, high = marks[p]
+            stop = min(high, stops[p]) if stops and p in stops else high
+            if max(start, low) < stop:
+                todo[p] = stop
+        if not todo:
+            return
+        reader.assign([TopicPartition(topic, p, max(starts[p], marks[p][0])) for p in todo])
+        last_heard = time.monotonic()
+        while todo:
+            if time.monotonic() - last_heard > timeout_s:
+                raise LogUnavailable(f"{topic} at {settings.bootstrap_servers} did not answer "
+                                     f"within {timeout_s:g} s; try again")
+            for msg in reader.consume(500, timeout=0.2):
+                p, err = msg.partition(), msg.error()
+                if p not in todo:
+                    continue
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        del todo[p]  # transaction markers may end a partition before `stop`
+                    elif err.code() not in _TRANSIENT:
+                        raise LogUnavailable(f"{topic}[{p}]: {err}")
+                    continue
+                last_heard = time.monotonic()
+                if (msg.offset() or 0) >= todo[p]:
+                    del todo[p]
+                    continue
+                yield msg
+                if (msg.offset() or 0) >= todo[p] - 1:
+                    del todo[p]
+    finally:
+        if own:
+            reader.close()
+        else:
+            reader.unassign()
+
+
+def lag(source: Consumer) -> int | None:
+    """Records in the assigned partitions past the consumer's position (from the watermarks
+    the last fetches brought: no request to the broker); None before anything is known."""
+    parts = source.assignment()
+    if not parts:
+        return 0
+    total, known = 0, False
+    for tp in source.position(parts):
+        low, high = source.get_watermark_offsets(tp, cached=True)
+        if high < 0 or tp.offset < 0:
+            continue
+        known = True
+        # A transaction's commit marker takes an offset the consumer never sees: one is not work.
+        total += max(high - tp.offset - 1, 0)
+    return total if known else None
