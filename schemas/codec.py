@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from schemas.events import PAYLOAD_TYPES, Event
 
 __all__ = [
     "AVRO_DIR", "HISTORY_DIR", "DecodeError", "EventCodec", "SchemaRegistry", "event_schema", "event_schema_json",
-    "event_fingerprint", "schema_fingerprint", "SUBJECT",
+    "event_fingerprint", "schema_fingerprint", "SUBJECT", "MissingSchemasError", "released_schemas",
 ]
 
 AVRO_DIR = Path(__file__).parent / "avro"
@@ -39,6 +40,24 @@ _NS = "agentlog."
 
 class DecodeError(ValueError):
     """A record that is not an agentlog event this codec can read; the message says why."""
+
+
+class MissingSchemasError(FileNotFoundError):
+    """No released envelope schema where there must be some: older records would not decode."""
+
+
+def released_schemas() -> list[dict[str, Any]]:
+    """Every released envelope schema in `HISTORY_DIR`, oldest first."""
+    versions = {int(m.group(1)): p for p in HISTORY_DIR.glob("agentlog.Event.v*.avsc")
+                if (m := re.fullmatch(r"agentlog\.Event\.v(\d+)\.avsc", p.name))}
+    files = [versions[v] for v in sorted(versions)]
+    if not files:
+        # Without them, every record written with an earlier version is undecodable: refuse to start.
+        raise MissingSchemasError(
+            f"no released event schema (agentlog.Event.v<N>.avsc) in {HISTORY_DIR}: records written "
+            "with an earlier schema could not be decoded. An installed package lacks its package data "
+            "(schemas/history/*.avsc); a checkout releases one with `python -m tests.golden.release`.")
+    return [json.loads(f.read_text()) for f in files]
 
 
 class SchemaRegistry(Protocol):
@@ -81,8 +100,8 @@ class EventCodec:
         self._subject = subject
         self._writers_by_fp: dict[bytes, Any] = {event_fingerprint(): self._schema}
         self._writers_by_id: dict[int, Any] = {}
-        for released in sorted(HISTORY_DIR.glob("agentlog.Event.v*.avsc")):
-            self.add_writer_schema(json.loads(released.read_text()))
+        for released in released_schemas():
+            self.add_writer_schema(released)
         if registry is None:
             self._header = _SINGLE_OBJECT + event_fingerprint()
         else:

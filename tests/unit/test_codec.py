@@ -9,7 +9,15 @@ import struct
 import fastavro
 import pytest
 
-from schemas.codec import DecodeError, EventCodec, event_fingerprint, event_schema
+from schemas import codec as codec_module
+from schemas.codec import (
+    DecodeError,
+    EventCodec,
+    MissingSchemasError,
+    event_fingerprint,
+    event_schema,
+    released_schemas,
+)
 from streams.kafka import ConfluentRegistry
 from tests.factories import envelope, one_of_each
 
@@ -97,3 +105,18 @@ def test_payload_type_must_match_event_type():
     assert out.getvalue()[:10] == data_header
     with pytest.raises(DecodeError, match="payload is agentlog.ApprovalGranted"):
         codec.decode(out.getvalue())
+
+
+def test_a_codec_without_released_schemas_refuses_to_start_and_says_where_it_looked(monkeypatch, tmp_path):
+    # Silently reading only the current schema would turn every older record into a dead letter.
+    monkeypatch.setattr(codec_module, "HISTORY_DIR", tmp_path)
+    (tmp_path / "agentlog.Event.avsc").write_text("{}")  # not a released version's name
+    with pytest.raises(MissingSchemasError, match=rf"no released event schema .* in {tmp_path}"):
+        EventCodec()
+
+
+def test_released_schemas_are_read_oldest_first(monkeypatch, tmp_path):
+    monkeypatch.setattr(codec_module, "HISTORY_DIR", tmp_path)
+    for version in (10, 2, 1):
+        (tmp_path / f"agentlog.Event.v{version}.avsc").write_text(json.dumps({"doc": f"v{version}"}))
+    assert [s["doc"] for s in released_schemas()] == ["v1", "v2", "v10"]
