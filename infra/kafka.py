@@ -1,20 +1,36 @@
 """A single-node Apache Kafka 4 (KRaft, broker + controller) run from Maven Central jars.
 
-`ensure_jars()` resolves the jars with Maven (cached in ~/.m2) into `infra/kafka/libs/`;
+`ensure_jars()` resolves the jars with Maven (cached in ~/.m2) into `LIBS_DIR`;
 `start()` formats the storage once and runs the broker with the machine's Java.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 __all__ = ["LIBS_DIR", "ensure_jars", "write_config", "format_storage", "broker_command"]
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
-LIBS_DIR = POM.parent / "libs"
+
+
+def _libs_dir() -> Path:
+    # A checkout keeps the jars beside the pom, where `make` fetches them; an installed package
+    # never writes into site-packages, so it fetches them once per user, per pom, into the cache.
+    if (Path(__file__).resolve().parents[1] / "pyproject.toml").is_file():
+        return POM.parent / "libs"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "agentlog" / "kafka-libs" / hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+
+
+LIBS_DIR = _libs_dir()
+"""The broker's jars: `infra/kafka/libs` in a checkout; installed, `~/.cache/agentlog/kafka-libs/<pom hash>`
+(under `$XDG_CACHE_HOME` when set)."""
 
 _LOG4J2 = """\
 status = warn
@@ -32,12 +48,19 @@ logger.kafka.level = INFO
 def ensure_jars() -> Path:
     """The folder of broker jars, fetched with Maven the first time."""
     if not any(LIBS_DIR.glob("kafka_2.13-*.jar")):
+        if shutil.which("mvn") is None:
+            raise FileNotFoundError(f"Maven (mvn) is needed once, to fetch the Kafka jars into {LIBS_DIR}")
         LIBS_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={LIBS_DIR}"],
-            check=True,
-        )
+        # Fetched aside, then moved in with the broker's own jar last: another `up` fetching at the
+        # same time, or after an interrupted fetch, never takes a partial folder for a complete one.
+        with tempfile.TemporaryDirectory(prefix=".fetching-", dir=LIBS_DIR.parent) as staging:
+            subprocess.run(
+                ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                 "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
+                check=True,
+            )
+            for jar in sorted(Path(staging).iterdir(), key=lambda p: p.name.startswith("kafka_2.13-")):
+                os.replace(jar, LIBS_DIR / jar.name)
     return LIBS_DIR
 
 

@@ -14,9 +14,18 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings", "REPO_ROOT"]
+__all__ = ["CHECKOUT", "REPO_ROOT", "Settings", "load_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The folder that holds the packages: a checkout's root, or site-packages for an installed wheel."""
+CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+"""Running from a source checkout (an editable install included), not from an installed wheel."""
+
+
+def _default_home() -> Path:
+    # A checkout keeps its state beside the code (git-ignored); an installed package never writes
+    # into site-packages, so its state goes where the command runs.
+    return REPO_ROOT / ".agentlog" if CHECKOUT else Path.cwd() / ".agentlog"
 
 
 class Settings(BaseSettings):
@@ -24,8 +33,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENTLOG_", frozen=True, extra="ignore")
 
-    home: Path = REPO_ROOT / ".agentlog"
-    """State directory: Kafka data, chDB, backends, logs, pid files (git-ignored)."""
+    home: Path = Field(default_factory=_default_home)
+    """State directory: Kafka data, chDB, backends, logs, pid files; default `.agentlog` in the
+    checkout (git-ignored), or in the current directory when installed."""
     bootstrap: str | None = None
     """Kafka bootstrap servers of an existing cluster; unset: run the local broker."""
     kafka_port: int = 19092
