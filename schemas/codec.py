@@ -1,6 +1,7 @@
-"""Avro wire format of agentlog events.
+"""Avro wire format of agentlog's records: events (`EventCodec`) and snapshots (`SnapshotCodec`,
+in `schemas/snapshot_codec.py`), on one framing (`AvroCodec`).
 
-Two framings, both decoded by `EventCodec.decode` whatever the codec writes:
+Two framings, both decoded whatever the codec writes:
 
 * Avro single-object encoding (the default, no server needed): `C3 01`, the schema's
   CRC-64-AVRO fingerprint (8 bytes, little-endian), then the Avro binary body.
@@ -24,7 +25,8 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from schemas.events import PAYLOAD_TYPES, Event
 
 __all__ = [
-    "AVRO_DIR", "HISTORY_DIR", "DecodeError", "EventCodec", "SchemaRegistry", "event_schema", "event_schema_json",
+    "AVRO_DIR", "HISTORY_DIR", "DecodeError", "AvroCodec", "EventCodec", "SchemaRegistry", "event_schema",
+    "event_schema_json", "expanded_schema",
     "event_fingerprint", "schema_fingerprint", "SUBJECT", "MissingSchemasError", "released_schemas",
 ]
 
@@ -39,22 +41,22 @@ _NS = "agentlog."
 
 
 class DecodeError(ValueError):
-    """A record that is not an agentlog event this codec can read; the message says why."""
+    """A record that is not an agentlog record this codec can read; the message says why."""
 
 
 class MissingSchemasError(FileNotFoundError):
-    """No released envelope schema where there must be some: older records would not decode."""
+    """No released schema where there must be some: older records would not decode."""
 
 
-def released_schemas() -> list[dict[str, Any]]:
-    """Every released envelope schema in `HISTORY_DIR`, oldest first."""
-    versions = {int(m.group(1)): p for p in HISTORY_DIR.glob("agentlog.Event.v*.avsc")
-                if (m := re.fullmatch(r"agentlog\.Event\.v(\d+)\.avsc", p.name))}
+def released_schemas(name: str = "Event") -> list[dict[str, Any]]:
+    """Every released version of schema `agentlog.<name>` in `HISTORY_DIR`, oldest first."""
+    versions = {int(m.group(1)): p for p in HISTORY_DIR.glob(f"agentlog.{name}.v*.avsc")
+                if (m := re.fullmatch(rf"agentlog\.{name}\.v(\d+)\.avsc", p.name))}
     files = [versions[v] for v in sorted(versions)]
     if not files:
         # Without them, every record written with an earlier version is undecodable: refuse to start.
         raise MissingSchemasError(
-            f"no released event schema (agentlog.Event.v<N>.avsc) in {HISTORY_DIR}: records written "
+            f"no released {name} schema (agentlog.{name}.v<N>.avsc) in {HISTORY_DIR}: records written "
             "with an earlier schema could not be decoded. An installed package lacks its package data "
             "(schemas/history/*.avsc); a checkout releases one with `python -m tests.golden.release`.")
     return [json.loads(f.read_text()) for f in files]
@@ -68,12 +70,17 @@ class SchemaRegistry(Protocol):
     def schema_str(self, schema_id: int) -> str: ...
 
 
-@lru_cache(maxsize=1)
-def event_schema() -> dict[str, Any]:
-    """The envelope schema with every named type it references inlined."""
-    schema = load_schema(str(AVRO_DIR / "agentlog.Event.avsc"), _write_hint=False)
+@lru_cache(maxsize=None)
+def expanded_schema(name: str) -> dict[str, Any]:
+    """Schema `agentlog.<name>` with every named type it references inlined."""
+    schema = load_schema(str(AVRO_DIR / f"agentlog.{name}.avsc"), _write_hint=False)
     assert isinstance(schema, dict)
     return schema
+
+
+def event_schema() -> dict[str, Any]:
+    """The envelope schema with every named type it references inlined."""
+    return expanded_schema("Event")
 
 
 def event_schema_json() -> str:
@@ -90,22 +97,24 @@ def event_fingerprint() -> bytes:
     return schema_fingerprint(event_schema())
 
 
-class EventCodec:
-    """Encodes `Event`s to bytes and back."""
+class AvroCodec:
+    """Records of one schema (`agentlog.<name>`) to bytes and back, in either framing; records
+    written with any released version of the schema stay readable."""
 
-    def __init__(self, *, registry: SchemaRegistry | None = None, subject: str = SUBJECT) -> None:
+    def __init__(self, name: str, *, registry: SchemaRegistry | None, subject: str) -> None:
         """`registry`: write Confluent framing under `subject`; None: single-object encoding."""
-        self._schema = fastavro.parse_schema(event_schema())
+        current = expanded_schema(name)
+        self._schema = fastavro.parse_schema(current)
         self._registry = registry
         self._subject = subject
-        self._writers_by_fp: dict[bytes, Any] = {event_fingerprint(): self._schema}
+        self._writers_by_fp: dict[bytes, Any] = {schema_fingerprint(current): self._schema}
         self._writers_by_id: dict[int, Any] = {}
-        for released in released_schemas():
+        for released in released_schemas(name):
             self.add_writer_schema(released)
         if registry is None:
-            self._header = _SINGLE_OBJECT + event_fingerprint()
+            self._header = _SINGLE_OBJECT + schema_fingerprint(current)
         else:
-            schema_id = registry.register(subject, event_schema_json())
+            schema_id = registry.register(subject, json.dumps(current, separators=(",", ":")))
             self._writers_by_id[schema_id] = self._schema
             self._header = _CONFLUENT + struct.pack(">I", schema_id)
 
@@ -113,16 +122,14 @@ class EventCodec:
         """Make records written with an older (or newer) schema readable."""
         self._writers_by_fp[schema_fingerprint(schema)] = fastavro.parse_schema(schema)
 
-    def encode(self, event: Event) -> bytes:
-        record = event.model_dump()
-        record["payload"] = (_NS + event.event_type, record["payload"])
+    def encode_record(self, record: dict[str, Any]) -> bytes:
         out = io.BytesIO()
         out.write(self._header)
         fastavro.schemaless_writer(out, self._schema, record)
         return out.getvalue()
 
-    def decode_record(self, data: bytes) -> dict[str, Any]:
-        """The Avro record as a dict (`payload` a dict too): the fast path for bulk readers."""
+    def read_record(self, data: bytes) -> dict[str, Any]:
+        """The Avro record as a dict, unions as (record name, value)."""
         writer, body = self._writer_for(data)
         try:
             record: Any = fastavro.schemaless_reader(
@@ -131,20 +138,9 @@ class EventCodec:
             )
         except Exception as exc:  # fastavro raises several types for a damaged body
             raise DecodeError(f"Avro body does not decode: {exc!r}") from exc
-        name, payload = record["payload"]
-        record["payload"] = payload
-        if record["event_type"] != name.removeprefix(_NS):
-            raise DecodeError(f"event_type {record['event_type']!r} but payload is {name}")
-        return dict(record)
-
-    def decode(self, data: bytes) -> Event:
-        record = self.decode_record(data)
-        if record["event_type"] not in PAYLOAD_TYPES:
-            raise DecodeError(f"unknown event_type {record['event_type']!r}")
-        try:
-            return Event.model_validate(record)
-        except ValueError as exc:
-            raise DecodeError(f"event does not validate: {exc}") from exc
+        if not isinstance(record, dict):
+            raise DecodeError("the Avro body is not a record")
+        return record
 
     def _writer_for(self, data: bytes) -> tuple[Any, bytes]:
         if data[:2] == _SINGLE_OBJECT and len(data) >= 10:
@@ -168,3 +164,34 @@ class EventCodec:
                 raise DecodeError(f"schema id {schema_id} not found in the registry: {exc}") from exc
             writer = self._writers_by_id[schema_id] = fastavro.parse_schema(schema)
         return writer
+
+
+class EventCodec(AvroCodec):
+    """Encodes `Event`s to bytes and back."""
+
+    def __init__(self, *, registry: SchemaRegistry | None = None, subject: str = SUBJECT) -> None:
+        """`registry`: write Confluent framing under `subject`; None: single-object encoding."""
+        super().__init__("Event", registry=registry, subject=subject)
+
+    def encode(self, event: Event) -> bytes:
+        record = event.model_dump()
+        record["payload"] = (_NS + event.event_type, record["payload"])
+        return self.encode_record(record)
+
+    def decode_record(self, data: bytes) -> dict[str, Any]:
+        """The Avro record as a dict (`payload` a dict too): the fast path for bulk readers."""
+        record = self.read_record(data)
+        name, payload = record["payload"]
+        record["payload"] = payload
+        if record["event_type"] != name.removeprefix(_NS):
+            raise DecodeError(f"event_type {record['event_type']!r} but payload is {name}")
+        return dict(record)
+
+    def decode(self, data: bytes) -> Event:
+        record = self.decode_record(data)
+        if record["event_type"] not in PAYLOAD_TYPES:
+            raise DecodeError(f"unknown event_type {record['event_type']!r}")
+        try:
+            return Event.model_validate(record)
+        except ValueError as exc:
+            raise DecodeError(f"event does not validate: {exc}") from exc

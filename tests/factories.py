@@ -89,3 +89,30 @@ def envelope(payload: Record, *, run_id: str = "run-0001", seq: int = 1, causati
              actor: str = "orchestrator", at: datetime = T0, event_id: str | None = None) -> Event:
     return Event.of(payload, run_id=run_id, seq=seq, event_id=event_id or f"{run_id}/{seq}",
                     causation_id=causation_id, tenant_id="acme", event_time=at, actor=actor)
+
+
+def a_run(run_id: str = "run-0001") -> list[Event]:
+    """A run's first events: planned, one call done, a second one waiting for a person."""
+    plan = PlanGenerated(max_steps=3, budget_usd=0.5, stop_conditions=["done"], plan_json="{}", model_call=CALL,
+                         steps=[PlanStep(id="s1", objective="find the policy", tool="search_docs",
+                                         input_json='{"query": "refund"}', success_criteria="a passage"),
+                                PlanStep(id="s2", objective="tell the customer", tool="send_email",
+                                         input_json='{"to": "x@example.org"}', success_criteria="sent")])
+    kinds: list[tuple[Record, int | None]] = [
+        (RunStarted(text="refunds?", route="support", idempotency_key="k1"), None),
+        (plan, None),
+        (ToolProposed(step_id="s1", tool="search_docs", input_json='{"query": "refund"}', objective="find it",
+                      idempotency_key=f"{run_id}/s1", run_metrics=METRICS), 2),
+        (ToolApproved(step_id="s1", tool="search_docs", input_json='{"query": "refund"}',
+                      idempotency_key=f"{run_id}/s1", reason="default allow", policy_version="v1"), 3),
+        (ToolExecuted(step_id="s1", tool="search_docs", status="ok", output_json='{"hits": []}',
+                      duration_ms=40, cost_usd=0.0005), 4),
+        (OBS, 5),
+        (ToolProposed(step_id="s2", tool="send_email", input_json='{"to": "x@example.org"}',
+                      objective="tell", idempotency_key=f"{run_id}/s2", run_metrics=METRICS), 6),
+        (ApprovalRequested(step_id="s2", tool="send_email", input_json='{"to": "x@example.org"}', rule="r",
+                           reason="external", policy_version="v1", expires_at=T0 + timedelta(days=1)), 7),
+    ]
+    return [envelope(p, run_id=run_id, seq=seq, at=T0 + timedelta(seconds=seq),
+                     causation_id=f"{run_id}/{cause}" if cause else None)
+            for seq, (p, cause) in enumerate(kinds, 1)]

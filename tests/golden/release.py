@@ -1,8 +1,9 @@
-"""Release the current event schema: `python -m tests.golden.release`.
+"""Release the current schemas: `python -m tests.golden.release`.
 
-Writes `schemas/history/agentlog.Event.v<N+1>.avsc` (the schema with every type inlined) and
-`tests/golden/events-v<N+1>.avro` (one event of each type written with it), which the schema
-evolution tests read with every later schema. Refuses when the current schema is released.
+For the events and for the snapshots, when the current schema is not released yet, writes
+`schemas/history/agentlog.<Name>.v<N+1>.avsc` (the schema with every type inlined) and
+`tests/golden/<events|snapshots>-v<N+1>.avro` (one record of each type written with it), which
+the schema evolution tests read with every later schema. Refuses when both are released.
 """
 
 from __future__ import annotations
@@ -15,30 +16,59 @@ from pathlib import Path
 import fastavro
 from fastavro.schema import parse_schema
 
-from schemas.codec import HISTORY_DIR, event_fingerprint, event_schema, schema_fingerprint
-from tests.factories import envelope, one_of_each
+from processors.snapshot import to_snapshot
+from processors.state import fold
+from schemas.codec import HISTORY_DIR, EventCodec, expanded_schema, schema_fingerprint
+from schemas.snapshots import Checkpoint, FinishedRunsPage, Snapshot
+from tests.factories import T0, a_run, envelope, one_of_each
 
 GOLDEN = Path(__file__).parent
+RELEASES = {"Event": "events", "Snapshot": "snapshots"}
+
+
+def golden_records(name: str) -> list[dict[str, object]]:
+    """One record of each kind of schema `name`, as Avro dicts (unions as name, value)."""
+    if name == "Event":
+        records = []
+        for seq, payload in enumerate(one_of_each(), 1):
+            record = envelope(payload, seq=seq).model_dump()
+            record["payload"] = (f"agentlog.{type(payload).__name__}", record["payload"])
+            records.append(record)
+        return records
+    events = a_run()
+    codec = EventCodec()
+    bodies = [to_snapshot(fold(events[:7]), codec), to_snapshot(fold(events), codec),
+              Checkpoint(live_runs=2), FinishedRunsPage(page=0, run_digests=bytes(range(32)))]
+    out = []
+    for body in bodies:
+        record = Snapshot(service="orchestrator", partition=1, covers=42, written_at=T0, body=body).model_dump()
+        record["body"] = (f"agentlog.{type(body).__name__}", record["body"])
+        out.append(record)
+    return out
+
+
+def release(name: str) -> str | None:
+    """Release schema `name` if it changed; what was done, or None."""
+    released = {int(m.group(1)): p for p in HISTORY_DIR.glob(f"agentlog.{name}.v*.avsc")
+                if (m := re.search(r"\.v(\d+)\.avsc$", p.name))}
+    schema = expanded_schema(name)
+    if any(schema_fingerprint(json.loads(p.read_text())) == schema_fingerprint(schema)
+           for p in released.values()):
+        return None
+    version = max(released, default=0) + 1
+    (HISTORY_DIR / f"agentlog.{name}.v{version}.avsc").write_text(json.dumps(schema, indent=2) + "\n")
+    records = golden_records(name)
+    with (GOLDEN / f"{RELEASES[name]}-v{version}.avro").open("wb") as f:
+        fastavro.writer(f, parse_schema(schema), records)
+    return f"released agentlog.{name} v{version} ({len(records)} golden records)"
 
 
 def main() -> int:
-    released = {int(m.group(1)): p for p in HISTORY_DIR.glob("agentlog.Event.v*.avsc")
-                if (m := re.search(r"\.v(\d+)\.avsc$", p.name))}
-    if any(schema_fingerprint(json.loads(p.read_text())) == event_fingerprint()
-           for p in released.values()):
-        print("the current schema is already released", file=sys.stderr)
+    done = [line for name in RELEASES if (line := release(name)) is not None]
+    if not done:
+        print("the current schemas are already released", file=sys.stderr)
         return 1
-    version = max(released, default=0) + 1
-    schema = event_schema()
-    (HISTORY_DIR / f"agentlog.Event.v{version}.avsc").write_text(json.dumps(schema, indent=2) + "\n")
-    records = []
-    for seq, payload in enumerate(one_of_each(), 1):
-        record = envelope(payload, seq=seq).model_dump()
-        record["payload"] = (f"agentlog.{type(payload).__name__}", record["payload"])
-        records.append(record)
-    with (GOLDEN / f"events-v{version}.avro").open("wb") as f:
-        fastavro.writer(f, parse_schema(schema), records)
-    print(f"released agentlog.Event v{version} ({len(records)} golden events)")
+    print("\n".join(done))
     return 0
 
 

@@ -111,7 +111,7 @@ def test_a_codec_without_released_schemas_refuses_to_start_and_says_where_it_loo
     # Silently reading only the current schema would turn every older record into a dead letter.
     monkeypatch.setattr(codec_module, "HISTORY_DIR", tmp_path)
     (tmp_path / "agentlog.Event.avsc").write_text("{}")  # not a released version's name
-    with pytest.raises(MissingSchemasError, match=rf"no released event schema .* in {tmp_path}"):
+    with pytest.raises(MissingSchemasError, match=rf"no released Event schema .* in {tmp_path}"):
         EventCodec()
 
 

@@ -11,7 +11,16 @@ import fastavro
 import pytest
 from fastavro.schema import parse_schema
 
-from schemas.codec import HISTORY_DIR, EventCodec, event_fingerprint, event_schema, schema_fingerprint
+from schemas.codec import (
+    HISTORY_DIR,
+    EventCodec,
+    event_fingerprint,
+    event_schema,
+    expanded_schema,
+    schema_fingerprint,
+)
+from schemas.snapshot_codec import SnapshotCodec
+from schemas.snapshots import BODY_TYPES
 from schemas.events import Event
 from tests.factories import envelope, one_of_each
 
@@ -52,3 +61,29 @@ def test_single_object_records_written_with_a_released_schema_decode(released):
     fastavro.schemaless_writer(body, parse_schema(schema), record)
     data = b"\xc3\x01" + schema_fingerprint(schema) + body.getvalue()
     assert EventCodec().decode(data) == event
+
+
+SNAPSHOTS_RELEASED = sorted(HISTORY_DIR.glob("agentlog.Snapshot.v*.avsc"),
+                            key=lambda p: int(re.search(r"\.v(\d+)\.avsc$", p.name).group(1)))
+
+
+def test_the_current_snapshot_schema_is_released():
+    fingerprints = [schema_fingerprint(json.loads(p.read_text())) for p in SNAPSHOTS_RELEASED]
+    assert schema_fingerprint(expanded_schema("Snapshot")) in fingerprints, (
+        "agentlog.Snapshot changed: release it with `python -m tests.golden.release`")
+
+
+@pytest.mark.parametrize("released", SNAPSHOTS_RELEASED, ids=lambda p: p.name)
+def test_snapshots_written_with_a_released_schema_decode_with_the_current_one(released):
+    version = re.search(r"\.(v\d+)\.avsc$", released.name).group(1)
+    schema = json.loads(released.read_text())
+    with (GOLDEN / f"snapshots-{version}.avro").open("rb") as f:
+        records = list(fastavro.reader(f, return_record_name=True, return_record_name_override=True))
+    assert {r["body"][0] for r in records} == {f"agentlog.{n}" for n in BODY_TYPES}
+    codec = SnapshotCodec()
+    for record in records:
+        # As a restarted processor meets it: single-object encoded with the released schema.
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, parse_schema(schema), record)
+        snapshot = codec.decode(b"\xc3\x01" + schema_fingerprint(schema) + body.getvalue())
+        assert f"agentlog.{type(snapshot.body).__name__}" == record["body"][0]

@@ -13,6 +13,7 @@ from pydantic.fields import FieldInfo, PydanticUndefined
 
 from schemas.codec import AVRO_DIR
 from schemas.events import PAYLOAD_TYPES, Event, Record, _AvroLong
+from schemas.snapshots import BODY_TYPES, Snapshot
 
 _PRIMITIVE = {str: "string", float: "double", bool: "boolean", bytes: "bytes"}
 
@@ -69,7 +70,7 @@ def _all_records() -> list[type[Record]]:
                 if isinstance(arg, type) and issubclass(arg, Record) and arg.__name__ not in seen:
                     visit(arg)
 
-    for model in [*PAYLOAD_TYPES.values()]:
+    for model in [*PAYLOAD_TYPES.values(), *BODY_TYPES.values()]:
         visit(model)
     return list(seen.values())
 
@@ -89,4 +90,11 @@ def test_envelope_matches_avsc_and_union_order():
 
 def test_every_avsc_file_has_a_mirror():
     files = {p.name.removeprefix("agentlog.").removesuffix(".avsc") for p in AVRO_DIR.glob("*.avsc")}
-    assert files == {m.__name__ for m in _all_records()} | {"Event"}
+    assert files == {m.__name__ for m in _all_records()} | {"Event", "Snapshot"}
+
+
+def test_snapshot_envelope_matches_avsc_and_union_order():
+    avsc = _avsc_fields("Snapshot")
+    body = next(f for f in avsc if f["name"] == "body")
+    assert body["type"] == [f"agentlog.{n}" for n in BODY_TYPES]
+    assert [f for f in _mirror_fields(Snapshot) if f["name"] != "body"] == [f for f in avsc if f["name"] != "body"]
