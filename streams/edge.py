@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -62,15 +62,22 @@ def next_batch(source: Consumer, *, max_messages: int, timeout_s: float) -> list
 
 
 class Outbox:
-    """A producer whose delivery failures are kept, so `flush` can say whether all arrived."""
+    """A producer whose delivery failures are kept, so `flush` can say whether all arrived.
 
-    def __init__(self, producer: Producer) -> None:
+    on_delivered: called with each record the broker took (its offset known), e.g. to note
+    where a run's events begin.
+    """
+
+    def __init__(self, producer: Producer, *, on_delivered: Callable[[Message], None] | None = None) -> None:
         self.producer = producer
         self.failures: list[KafkaError] = []
+        self.on_delivered = on_delivered
 
-    def delivered(self, err: KafkaError | None, _msg: object) -> None:
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.failures.append(err)
+        elif self.on_delivered is not None:
+            self.on_delivered(msg)
 
     def produce(self, topic: str, *, key: str | bytes | None, value: bytes | None,
                 headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
@@ -90,9 +97,9 @@ class Outbox:
         """Wait until everything produced is delivered; `KafkaException` if it is not."""
         left = self.producer.flush(timeout_s)
         if left or self.failures:
-            failure = self.failures[0] if self.failures else f"{left} record(s) not delivered in {timeout_s:g} s"
+            why = self.failures[0] if self.failures else f"{left} record(s) not delivered in {timeout_s:g} s"
             self.failures.clear()
-            raise KafkaException(failure)
+            raise KafkaException(why)
 
 
 class Intake:
@@ -130,6 +137,8 @@ class Intake:
             event = self.codec.decode(value)
         except DecodeError as exc:
             raise Poison(f"undecodable: {exc}") from None
+        if not event.run_id or event.run_id.startswith("\x00"):
+            raise Poison(f"run id {event.run_id!r} is not one (empty, or a reserved key)")
         if keyed and (msg.key() or b"") != event.run_id.encode():
             raise Poison(f"key {msg.key()!r} is not the run id {event.run_id}")
         return event

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.codec import EventCodec
@@ -13,7 +13,7 @@ from schemas.events import Event
 from streams.settings import Settings
 
 __all__ = [
-    "producer", "consumer", "next_batch", "ensure_topics", "wait_for_broker", "make_codec", "headers_for",
+    "producer", "consumer", "FOLDING_SERVICES", "ensure_topics", "wait_for_broker", "make_codec", "headers_for",
     "header", "ConfluentRegistry",
 ]
 
@@ -46,15 +46,6 @@ def consumer(settings: Settings, group: str | None, *, static: bool = True, **ex
     return Consumer(config)
 
 
-def next_batch(source: Consumer, *, max_messages: int, timeout_s: float) -> list[Message]:
-    """Whatever is ready, as soon as one record is: `Consumer.consume(n, t)` would wait the
-    whole timeout for n records, adding that wait to every hop of a run."""
-    first = source.poll(timeout_s)
-    if first is None:
-        return []
-    return [first, *source.consume(max_messages - 1, timeout=0)]
-
-
 def wait_for_broker(settings: Settings, *, timeout_s: float = 60.0) -> None:
     """Return once the cluster answers a metadata request (a listening port is not enough)."""
     # Quiet: connection refusals are expected while the broker starts.
@@ -71,6 +62,10 @@ def wait_for_broker(settings: Settings, *, timeout_s: float = 60.0) -> None:
         time.sleep(0.3)
 
 
+FOLDING_SERVICES = ("orchestrator", "executor", "responder")
+"""The processors that fold their runs, each with a snapshot topic of its own."""
+
+
 def ensure_topics(settings: Settings) -> None:
     """Create the inbox, events and dead-letter topics if missing."""
     admin = AdminClient(_base(settings))
@@ -82,6 +77,11 @@ def ensure_topics(settings: Settings) -> None:
         NewTopic(settings.events_topic, settings.partitions, 1,
                  config={"retention.ms": "-1", "retention.bytes": "-1"}),
         NewTopic(settings.deadletter_topic, 1, 1, config={"retention.ms": "-1"}),
+        # Snapshots of live runs, latest per run id: compacted, rolled often so compaction keeps
+        # up with runs that end (their tombstones), co-partitioned with the events.
+        *[NewTopic(settings.snapshots_topic(s), settings.partitions, 1, config={
+            "cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"})
+          for s in FOLDING_SERVICES],
     ]
     todo = [t for t in wanted if t.topic not in existing]
     if not todo:

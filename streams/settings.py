@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     models_file: Path = REPO_ROOT / "processors" / "models" / "models.yaml"
     """Model providers, prices and each route's planner model."""
 
+    # State that follows live work, and processes that heal.
+    snapshot_interval_s: float = Field(5.0, gt=0)
+    """How often a folding processor writes snapshots of the runs that changed (a restart folds
+    at most this much of the log after them)."""
+    snapshot_max_events: int = Field(10_000, ge=1)
+    """Events folded after which a checkpoint is written even before the interval passed."""
+    stall_s: float = Field(90.0, gt=0)
+    """A service whose main loop is silent this long, or that makes no progress this long while
+    the cluster answers, is restarted by the watchdog."""
+
     @property
     def local_kafka(self) -> bool:
         return self.bootstrap is None
@@ -109,6 +119,10 @@ class Settings(BaseSettings):
     @property
     def deadletter_topic(self) -> str:
         return f"{self.topic_prefix}.deadletter"
+
+    def snapshots_topic(self, service: str) -> str:
+        """The compacted snapshot topic of a folding processor."""
+        return f"{self.topic_prefix}.snapshots.{service}"
 
     @property
     def approval_ttl(self) -> timedelta:

@@ -3,7 +3,9 @@
 At-least-once: answers are flushed before the offsets are committed, so a crash re-delivers
 and the worker answers again; the orchestrator drops an answer it has already applied.
 A worker that must judge an event against its run's history (`fold=True`) folds every event
-of its partitions, rebuilt from the log up to its committed offsets when partitions arrive.
+of its partitions and holds its live runs only: when partitions arrive it restores them from its
+snapshot topic and the events after it, and every few seconds, once its answers are delivered
+and before it commits, it writes the snapshots of the runs that changed.
 
 A RequestRetried asks a worker again for a request it handles: the handler gets the original
 request (its answer names that request as its cause) and the run folded up to and including
@@ -22,8 +24,8 @@ from processors.state import FoldError, RunState, evolve
 from schemas.events import Event, RequestRetried
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch
 from streams.kafka import consumer, header, headers_for, make_codec, producer
-from streams.rebuild import fold_partitions
-from streams.service import ServiceContext
+from streams.live_runs import LiveRuns
+from streams.service import ServiceContext, utcnow
 
 __all__ = ["run_worker", "Handler", "Refused"]
 
@@ -53,8 +55,8 @@ class _Worker:
         self.codec = make_codec(self.settings)
         self.out = Outbox(producer(self.settings))
         self.intake = Intake(self.settings, self.codec, service=ctx.name, dead_letters=self.out)
-        self.states: dict[str, RunState] = {}
-        self.partition_of: dict[str, int] = {}
+        self.live = LiveRuns(self.settings, ctx.name, events=self.codec, intake=self.intake,
+                             remember_finished=False)
         self.source = consumer(self.settings, f"agentlog-{ctx.name}")
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix=ctx.name) if concurrency > 1 else None
         self.needs_reset = False
@@ -64,28 +66,25 @@ class _Worker:
         self.needs_reset = True
 
     def on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in parts}
-        for run_id in [r for r, p in self.partition_of.items() if p in gone]:
-            self.states.pop(run_id, None)
-            self.partition_of.pop(run_id, None)
+        self.live.drop({tp.partition for tp in parts})
 
     def reset(self) -> None:
-        """Fold the assigned partitions up to the committed offsets and go on from there."""
+        """Restore the assigned partitions up to the committed offsets and go on from there."""
         parts = self.source.assignment()
         try:
-            committed = self.source.committed(parts, timeout=10)
+            committed = {tp.partition: max(tp.offset, 0) for tp in self.source.committed(parts, timeout=10)}
         except KafkaException as exc:
             raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
-        self.states.clear()
-        self.partition_of.clear()
         if self.fold:
-            stops = {tp.partition: max(tp.offset, 0) for tp in committed}
-            n = fold_partitions(self.settings, self.intake.rebuilding(), dict.fromkeys(stops, 0),
-                                self.states, self.partition_of, stops=stops)
-            self.ctx.log.info("rebuilt %d runs from %d events", len(self.states), n)
-        for tp in committed:
-            self.source.seek(TopicPartition(tp.topic, tp.partition,
-                                            tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+            done = self.live.restore(sorted(committed), stops=committed)
+            self.ctx.log.info("partitions %s: %d live runs from %d snapshots and %d events after them in "
+                              "%.2f s", sorted(committed), done.runs, done.snapshots, done.tail_events,
+                              done.seconds)
+        for p, offset in committed.items():
+            # Past a checkpoint written after answers were delivered but before their commit.
+            resume = max(offset, self.live.covers.get(p, 0))
+            self.source.seek(TopicPartition(self.settings.events_topic, p,
+                                            resume if resume > 0 else OFFSET_BEGINNING))
         self.needs_reset = False
         self.ctx.mark_ready()
 
@@ -130,6 +129,14 @@ class _Worker:
                     self.out.produce(self.settings.inbox_topic, key=a.run_id, value=self.codec.encode(a),
                                      headers=headers_for(a))
         self.out.flush(30)
+        if self.fold and self.live.due():
+            # Written once the answers are delivered: a snapshot never covers an unanswered request.
+            covers = {tp.partition: tp.offset for tp in self.source.position(self.source.assignment())
+                      if tp.offset >= 0}
+            for key, value, headers, partition in self.live.checkpoint(covers, at=utcnow()):
+                self.out.produce(self.settings.snapshots_topic(self.ctx.name), key=key, value=value,
+                                 headers=headers, partition=partition)
+            self.out.flush(30)
         # The answers are delivered: committing now is safe. A commit that does not happen
         # re-delivers, and the orchestrator drops what it already applied.
         if commit(self.source, asynchronous=True):
@@ -150,7 +157,9 @@ class _Worker:
         except Poison as exc:
             self.intake.park(msg, str(exc))
             return None
-        before = self.states.get(event.run_id)
+        if msg.offset() < self.live.covered.get(event.run_id, -1):
+            return None  # in the run's snapshot already, and answered before it was written
+        before = self.live.get(event.run_id)
         asked, judged_by, state = event, before, None
         if self.fold:
             try:
@@ -158,12 +167,7 @@ class _Worker:
             except FoldError as exc:
                 self.intake.fold_error(msg, exc)
                 return None
-            if state.terminal:
-                self.states.pop(event.run_id, None)
-                self.partition_of.pop(event.run_id, None)
-            else:
-                self.states[event.run_id] = state
-                self.partition_of[event.run_id] = msg.partition()
+            self.live.put(state, msg.partition(), offset=msg.offset())
         if isinstance(event.payload, RequestRetried):
             wanted = event.payload.request_type in self.handles
             if wanted:

@@ -1,8 +1,10 @@
 """Orchestrator service: the only writer of `agentlog.events`.
 
 Consume-transform-produce in Kafka transactions: a batch of inbox records, the events they
-append and the inbox offsets commit together, or not at all. Run state lives in memory and is
-rebuilt from the events topic whenever partitions are assigned (never from a private store).
+append and the inbox offsets commit together, or not at all. Only live runs are held in memory
+(a run that ends leaves a 16-byte digest, enough to drop its late records). When partitions
+arrive, they are restored from the compacted snapshot topic, which every few seconds gets, in
+the same transaction as the events, the runs that changed, plus only the events after it.
 
 Every call to the broker has a deadline. A transaction that cannot complete is aborted, and the
 batch is read again from the last commit with state rebuilt; a producer that is fenced or
@@ -21,12 +23,13 @@ from processors.orchestrator import due_timers, handle
 from processors.state import RunState
 from schemas.codec import EventCodec
 from schemas.events import Event
-from streams.edge import Intake, LogUnavailable, Outbox, Poison, lag, next_batch
-from streams.kafka import consumer, headers_for, make_codec, producer
+from streams.edge import Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch
+from streams.kafka import consumer, header, headers_for, make_codec, producer
+from streams.live_runs import LiveRuns
 from streams.orchestration import orchestrator_config
-from streams.rebuild import fold_partitions
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
+from streams.snapshots import Record
 
 TXN_TIMEOUT_S = 30.0
 """Longest wait of one transactional call; a call that times out is retried until
@@ -44,10 +47,6 @@ class Orchestrator:
         self.settings = ctx.settings
         self.codec: EventCodec = make_codec(self.settings)
         self.config = orchestrator_config(self.settings)
-        self.states: dict[str, RunState] = {}
-        self.partition_of: dict[str, int] = {}
-        self.active: set[str] = set()
-        """Runs not yet ended: the ones the timer looks at."""
         self.timers_sent: dict[str, set[tuple[str, str, int]]] = {}
         """run_id -> the timer records sent since its state last changed (not sent twice)."""
         self.timer_out = Outbox(producer(self.settings))
@@ -59,26 +58,18 @@ class Orchestrator:
                               # A transaction begun while the last one's markers are still being
                               # written is retried after this; librdkafka's 100 ms stalls a hop.
                               "retry.backoff.ms": 5})
+        self.outbox = Outbox(self.out, on_delivered=self._delivered)
         # Dead letters are part of the transaction: they commit with the offsets that skip them.
-        self.outbox = Outbox(self.out)
         self.intake = Intake(self.settings, self.codec, service=ctx.name, dead_letters=self.outbox)
+        self.live = LiveRuns(self.settings, ctx.name, events=self.codec, intake=self.intake,
+                             remember_finished=True)
         self.needs_reset = False
         self.in_transaction = False
 
-    def rebuild(self, partitions: list[int]) -> int:
-        """Fold the events of `partitions` into run states; returns the events read."""
-        n = fold_partitions(self.settings, self.intake.rebuilding(), dict.fromkeys(partitions, 0),
-                            self.states, self.partition_of)
-        for run_id, state in self.states.items():
-            self._track(run_id, state)
-        return n
-
-    def _track(self, run_id: str, state: RunState) -> None:
-        self.timers_sent.pop(run_id, None)
-        if state.terminal:
-            self.active.discard(run_id)
-        else:
-            self.active.add(run_id)
+    def _delivered(self, msg: Message) -> None:
+        # Where a run's events begin, for rebuilding it should its snapshot be unreadable.
+        if msg.topic() == self.settings.events_topic and header(msg.headers(), "event_type") == "RunStarted":
+            self.live.first_offset[(msg.key() or b"").decode()] = msg.offset() or 0
 
     def fire_timers(self) -> None:
         """Send (through the inbox, like anyone else) the timer records that are due:
@@ -90,11 +81,7 @@ class Orchestrator:
             self.timer_out.failures.clear()
             self.timers_sent.clear()
         now = utcnow()
-        for run_id in list(self.active):
-            state = self.states.get(run_id)
-            if state is None:
-                self.active.discard(run_id)
-                continue
+        for run_id, state in self.live.states.items():
             sent = self.timers_sent.setdefault(run_id, set())
             for payload, cause in due_timers(state, now, self.config):
                 key = (type(payload).__name__, cause or "", getattr(payload, "attempt", 0))
@@ -113,30 +100,45 @@ class Orchestrator:
         self.needs_reset = True
 
     def on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in parts}
-        self.states = {k: s for k, s in self.states.items()
-                       if self.partition_of.get(k) not in gone}
-        self.active &= self.states.keys()
+        self.live.drop({tp.partition for tp in parts})
 
     def process(self, batch: list[Message]) -> None:
-        """Apply one batch in one transaction."""
+        """Apply one batch in one transaction (with a checkpoint when one is due)."""
         pending: dict[str, RunState] = {}
         offsets: dict[int, int] = {}
+        checkpoint = self._checkpoint_records() if self.live.due() else []
+        if not batch and not checkpoint:
+            return
+        self.outbox.failures.clear()
         self.out.begin_transaction()
         self.in_transaction = True
+        for key, value, headers, partition in checkpoint:
+            self.outbox.produce(self.live_topic, key=key, value=value, headers=headers, partition=partition)
         for msg in batch:
             offsets[msg.partition()] = msg.offset() + 1
             self._apply(msg, pending)
-        positions = [TopicPartition(self.settings.inbox_topic, p, o) for p, o in offsets.items()]
-        metadata = self.inbox.consumer_group_metadata()
-        self._txn("send_offsets_to_transaction",
-                  lambda: self.out.send_offsets_to_transaction(positions, metadata, TXN_TIMEOUT_S))
+        if offsets:
+            positions = [TopicPartition(self.settings.inbox_topic, p, o) for p, o in offsets.items()]
+            metadata = self.inbox.consumer_group_metadata()
+            self._txn("send_offsets_to_transaction",
+                      lambda: self.out.send_offsets_to_transaction(positions, metadata, TXN_TIMEOUT_S))
         self._txn("commit_transaction", lambda: self.out.commit_transaction(TXN_TIMEOUT_S))
         self.in_transaction = False
-        self.states.update(pending)
-        for run_id, state in pending.items():
-            self._track(run_id, state)
+        for run_id, (state, partition) in pending.items():
+            self.timers_sent.pop(run_id, None)
+            self.live.put(state, partition)
         self.ctx.progressed()
+
+    @property
+    def live_topic(self) -> str:
+        return self.settings.snapshots_topic(self.ctx.name)
+
+    def _checkpoint_records(self) -> list[Record]:
+        """The snapshot records of everything committed so far. As the only writer of the events
+        topic, between two transactions the end of each partition is exactly what they cover."""
+        parts = sorted({tp.partition for tp in self.inbox.assignment()})
+        marks = end_offsets(self.inbox, self.settings.events_topic, parts, timeout_s=10)
+        return self.live.checkpoint({p: high for p, (_low, high) in marks.items()}, at=utcnow())
 
     def _txn(self, what: str, call: Callable[[], None]) -> None:
         """`call` until it succeeds; a retriable failure (a timeout, a broker away) is tried
@@ -154,32 +156,36 @@ class Orchestrator:
                     raise _Abort(f"{what}: {err}") from None
                 self.ctx.waiting("kafka", f"{what}: {err}")
 
-    def _apply(self, msg: Message, pending: dict[str, RunState]) -> None:
+    def _apply(self, msg: Message, pending: dict[str, tuple[RunState, int]]) -> None:
         try:
             record = self.intake.decode(msg)
         except Poison as exc:
             self.intake.park(msg, str(exc))
             return
-        state = pending.get(record.run_id) or self.states.get(record.run_id)
+        run_id = record.run_id
+        state = pending[run_id][0] if run_id in pending else self.live.get(run_id)
+        if state is None and self.live.ended(run_id, msg.partition()):
+            # A run that ended long ago: its late results and repeated requests are dropped.
+            self.ctx.log.info("dropped %s for %s: the run ended earlier", record.event_type, run_id)
+            return
         try:
             outcome = handle(state, record, now=utcnow(), config=self.config)
         except Exception as exc:  # a record the decisions cannot take must not stop the writer
-            self.ctx.log.error("cannot apply %s to %s", record.event_type, record.run_id, exc_info=exc)
+            self.ctx.log.error("cannot apply %s to %s", record.event_type, run_id, exc_info=exc)
             self.intake.park(msg, f"not applicable: {exc!r}")
             return
         if outcome.invalid:
             self.intake.park(msg, outcome.dropped or "invalid")
         elif outcome.dropped:
-            self.ctx.log.info("dropped %s for %s: %s", record.event_type, record.run_id, outcome.dropped)
+            self.ctx.log.info("dropped %s for %s: %s", record.event_type, run_id, outcome.dropped)
         for event in outcome.events:
             # Same partition number as the inbox record: the run's events stay where its
             # state is rebuilt from, whatever partitioner the requester used.
             self.outbox.produce(self.settings.events_topic, key=event.run_id,
                                 value=self.codec.encode(event), partition=msg.partition(),
                                 headers=headers_for(event))
-        if outcome.state is not None:
-            pending[record.run_id] = outcome.state
-            self.partition_of[record.run_id] = msg.partition()
+        if outcome.state is not None and outcome.events:
+            pending[run_id] = (outcome.state, msg.partition())
 
     def abort(self) -> None:
         """Abort the open transaction, waiting out a broker that is away."""
@@ -194,22 +200,21 @@ class Orchestrator:
                 self.ctx.waiting("kafka", f"abort_transaction: {err}")
 
     def reset(self) -> None:
-        """Forget, rebuild, and read again from the committed offsets."""
+        """Restore the assigned partitions and read again from the committed offsets."""
         parts = self.inbox.assignment()
         try:
             committed = self.inbox.committed(parts, timeout=10)
         except KafkaException as exc:
             raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
-        self.states.clear()
-        self.partition_of.clear()
-        self.active.clear()
         self.timers_sent.clear()
-        n = self.rebuild([tp.partition for tp in parts])
+        done = self.live.restore(sorted(tp.partition for tp in parts))
         for tp in committed:
             self.inbox.seek(TopicPartition(tp.topic, tp.partition,
                                            tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
-        self.ctx.log.info("inbox partitions %s: rebuilt %d runs from %d events",
-                          [tp.partition for tp in parts], len(self.states), n)
+        self.ctx.log.info("inbox partitions %s: %d live runs from %d snapshots and %d events after them "
+                          "in %.2f s%s", [tp.partition for tp in parts], done.runs, done.snapshots,
+                          done.tail_events, done.seconds,
+                          f"; rebuilt from their events: {list(done.rebuilt)}" if done.rebuilt else "")
         self.needs_reset = False
         self.ctx.mark_ready()
 
@@ -221,10 +226,9 @@ class Orchestrator:
             return
         self.ctx.lag = lag(self.inbox)
         batch = [m for m in batch if not self.intake.consume_error(m)]
+        self.process(batch)
         if not batch:
             self.ctx.progressed()
-            return
-        self.process(batch)
 
     def run(self) -> None:
         self.out.init_transactions(TXN_TIMEOUT_S)
