@@ -7,84 +7,18 @@ through clickhouse-connect. Knows nothing of Kafka: offsets arrive as plain numb
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from schemas.events import Event
+from sinks.ddl import BACKFILLS, DDL
 
-__all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES"]
-
-DDL = [
-    """
-    CREATE TABLE IF NOT EXISTS agent_events (
-        tenant_id      LowCardinality(String),
-        run_id         String,
-        seq            UInt64,
-        event_id       String,
-        causation_id   Nullable(String),
-        event_type     LowCardinality(String),
-        actor          LowCardinality(String),
-        event_time     DateTime64(3, 'UTC'),
-        payload        String,
-        source_topic   LowCardinality(String),
-        source_partition UInt32,
-        source_offset  UInt64,
-        inserted_at    DateTime64(3, 'UTC') DEFAULT now64(3)
-    )
-    ENGINE = MergeTree
-    ORDER BY (tenant_id, run_id, seq)
-    SETTINGS non_replicated_deduplication_window = 10000
-    """,
-    # Replay results (one row per run and replay) and scores (one row per metric), written by
-    # `agentlog replay` and `agentlog score`, so the replay delta can be charted by candidate.
-    """
-    CREATE TABLE IF NOT EXISTS replay_results (
-        replay_id            String,
-        mode                 LowCardinality(String),
-        candidate            LowCardinality(String),
-        replayed_at          DateTime64(3, 'UTC'),
-        tenant_id            LowCardinality(String),
-        run_id               String,
-        route                LowCardinality(String),
-        diverged             UInt8,
-        divergent_seq        Nullable(UInt64),
-        divergent_event      LowCardinality(String),
-        unanswered           Nullable(String),
-        baseline_status      LowCardinality(String),
-        candidate_status     LowCardinality(String),
-        baseline_cost_usd    Float64,
-        candidate_cost_usd   Float64,
-        baseline_latency_ms  UInt64,
-        candidate_latency_ms UInt64,
-        policy_regressions   UInt32,
-        result               String
-    )
-    ENGINE = MergeTree
-    ORDER BY (candidate, replayed_at, tenant_id, run_id)
-    SETTINGS non_replicated_deduplication_window = 1000
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS replay_scores (
-        replay_id       String,
-        candidate       LowCardinality(String),
-        scored_at       DateTime64(3, 'UTC'),
-        metric          LowCardinality(String),
-        baseline        Nullable(Float64),
-        candidate_value Nullable(Float64),
-        delta           Nullable(Float64),
-        runs            UInt32,
-        scores          String
-    )
-    ENGINE = MergeTree
-    ORDER BY (candidate, scored_at, metric)
-    SETTINGS non_replicated_deduplication_window = 1000
-    """,
-]
+__all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES", "StoredRun"]
 
 REPLAY_TABLES = frozenset({"replay_results", "replay_scores"})
 """The tables other processes may insert into, through the sink's query endpoint."""
@@ -104,6 +38,18 @@ def event_row(event: Event, *, topic: str, partition: int, offset: int) -> Event
         event.event_type, event.actor, event.event_time, event.payload.model_dump_json(),
         topic, partition, offset,
     )
+
+
+_RUN_COLUMNS = ("tenant_id", "run_id", "seq", "event_id", "causation_id", "event_type", "actor",
+                "event_time", "payload", "source_partition", "source_offset")
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    through: dict[int, int]
+    """Per partition, the highest offset stored when the read began."""
+    rows: list[dict[str, Any]]
+    """The run's events as stored, in seq order (payload as JSON)."""
 
 
 @dataclass(frozen=True)
@@ -145,12 +91,20 @@ class ClickHouseStore:
     def ensure_schema(self) -> None:
         for statement in DDL:
             self._client.command(statement)
+        if self._count("agent_events"):
+            for table, fill in BACKFILLS.items():
+                if not self._count(table):
+                    self._client.command(fill)
+
+    def _count(self, table: str) -> int:
+        return int(self._client.query(f"SELECT count() FROM {table}").result_rows[0][0])
 
     def insert_events(self, rows: Sequence[EventRow], *, token: str) -> None:
         """Insert one batch atomically; the same token again inserts nothing (a retry)."""
         if rows:
             self._client.insert("agent_events", list(rows), column_names=COLUMNS,
-                                settings={"insert_deduplication_token": token})
+                                settings={"insert_deduplication_token": token,
+                                          "deduplicate_blocks_in_dependent_materialized_views": 1})
 
     def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], *, columns: Sequence[str],
                     token: str) -> None:
@@ -164,11 +118,40 @@ class ClickHouseStore:
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """Per partition of `topic`, the highest offset already stored."""
         result = self._client.query(
-            "SELECT source_partition, max(source_offset) FROM agent_events "
+            "SELECT source_partition, max(max_offset) FROM event_offsets "
             "WHERE source_topic = {topic:String} GROUP BY source_partition",
             parameters={"topic": topic},
         )
         return {int(p): int(o) for p, o in result.result_rows}
+
+    def stored_run(self, topic: str, run_id: str, *, tenant_id: str | None = None) -> StoredRun:
+        """What the store holds of one run (a key-range read), and up to where it holds the log.
+
+        The offsets are read first: every event of the run up to them is among the rows.
+        tenant_id: the run's tenant when known (a run of another tenant then reads as none).
+        """
+        through = self.stored_offsets(topic)
+        tenant = ("{tenant:String}" if tenant_id is not None
+                  else "(SELECT any(tenant_id) FROM run_index WHERE run_id = {run:String})")
+        rows = self._client.query(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM agent_events "
+            f"WHERE tenant_id = {tenant} AND run_id = {{run:String}} ORDER BY seq LIMIT 1 BY seq",
+            parameters={"tenant": tenant_id or "", "run": run_id}).result_rows
+        return StoredRun(through, [{**dict(zip(_RUN_COLUMNS, r, strict=True)), "event_time": _utc(r[7])}
+                                   for r in rows])
+
+    def waiting_approvals(self, topic: str, *,
+                          tenant_id: str | None = None) -> tuple[dict[int, int], list[dict[str, Any]]]:
+        """Up to where the store holds the log (read first), and the runs whose latest approval
+        event, as stored, parks a call."""
+        through = self.stored_offsets(topic)
+        result = self._client.query(
+            "SELECT tenant_id, run_id, seq, event_time, payload FROM approval_queue FINAL "
+            "WHERE event_type = 'ApprovalRequested' "
+            "AND ({tenant:String} = '' OR tenant_id = {tenant:String}) ORDER BY event_time",
+            parameters={"tenant": tenant_id or ""})
+        return through, [{"tenant_id": t, "run_id": r, "seq": seq, "event_time": _utc(at), "payload": payload}
+                         for t, r, seq, at, payload in result.result_rows]
 
     def query(self, sql: str, *, parameters: dict[str, Any] | None = None) -> QueryResult:
         """Run a query (on a `reader()`, one that cannot change data)."""
@@ -178,6 +161,11 @@ class ClickHouseStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _utc(value: datetime) -> datetime:
+    # DateTime64(3, 'UTC') comes back naive from some clients: it is UTC all the same.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _jsonable(value: Any) -> Any:

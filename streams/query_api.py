@@ -14,18 +14,20 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib import error, request
 
-from sinks.clickhouse import ClickHouseStore, QueryResult
+from sinks.clickhouse import ClickHouseStore, QueryResult, StoredRun
 from streams.settings import Settings
 
-__all__ = ["serve_queries", "run_query", "run_insert", "QueryError", "chdb_path", "clickhouse_password",
-           "query_token"]
+__all__ = ["serve_queries", "run_query", "run_insert", "stored_run", "waiting_approvals", "QueryError",
+           "chdb_path", "clickhouse_password", "query_token"]
 
 _MAX_BODY = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 class QueryError(RuntimeError):
@@ -74,10 +76,20 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
                         store.insert_rows(str(body["table"]), body["rows"], columns=body["columns"],
                                           token=str(body["token"]))
                     self._send(200, {"inserted": len(body["rows"])})
-                    return
-                with lock:
-                    result = reader.query(str(body["sql"]), parameters=body.get("parameters"))
-                self._send(200, {"columns": result.columns, "rows": result.rows})
+                elif self.path == "/run":
+                    with lock:
+                        run = reader.stored_run(str(body["topic"]), str(body["run_id"]),
+                                                tenant_id=body.get("tenant_id"))
+                    self._send(200, {"through": run.through, "rows": run.rows})
+                elif self.path == "/approvals":
+                    with lock:
+                        through, waiting = reader.waiting_approvals(str(body["topic"]),
+                                                                    tenant_id=body.get("tenant_id"))
+                    self._send(200, {"through": through, "waiting": waiting})
+                else:
+                    with lock:
+                        result = reader.query(str(body["sql"]), parameters=body.get("parameters"))
+                    self._send(200, {"columns": result.columns, "rows": result.rows})
             except Exception as exc:  # the caller gets ClickHouse's own message
                 self._send(400, {"error": str(exc)})
 
@@ -152,6 +164,38 @@ def run_insert(settings: Settings, table: str, columns: list[str], rows: list[li
             store.close()
         return
     _post(settings, "/insert", {"table": table, "columns": columns, "rows": rows, "token": token})
+
+
+def stored_run(settings: Settings, run_id: str, *, tenant_id: str | None, sink_running: bool) -> StoredRun:
+    """What the store holds of one run and up to where (see `ClickHouseStore.stored_run`)."""
+    topic = settings.events_topic
+    if settings.clickhouse_url or not sink_running:
+        return _with_store(settings, lambda s: s.stored_run(topic, run_id, tenant_id=tenant_id))
+    body = _post(settings, "/run", {"topic": topic, "run_id": run_id, "tenant_id": tenant_id})
+    return StoredRun({int(p): int(o) for p, o in body["through"].items()}, body["rows"])
+
+
+def waiting_approvals(settings: Settings, *, tenant_id: str | None,
+                      sink_running: bool) -> tuple[dict[int, int], list[dict[str, Any]]]:
+    """Calls parked as the store holds them, and up to where (see `ClickHouseStore.waiting_approvals`)."""
+    topic = settings.events_topic
+    if settings.clickhouse_url or not sink_running:
+        return _with_store(settings, lambda s: s.waiting_approvals(topic, tenant_id=tenant_id))
+    body = _post(settings, "/approvals", {"topic": topic, "tenant_id": tenant_id})
+    return {int(p): int(o) for p, o in body["through"].items()}, list(body["waiting"])
+
+
+def _with_store(settings: Settings, read: Callable[[ClickHouseStore], T]) -> T:
+    if settings.clickhouse_url:
+        store = ClickHouseStore.connect(url=settings.clickhouse_url, password=clickhouse_password(settings))
+    else:
+        store = ClickHouseStore.connect(url=None, chdb_path=str(chdb_path(settings)))
+    try:
+        return read(store.reader())
+    except Exception as exc:
+        raise QueryError(str(exc)) from exc
+    finally:
+        store.close()
 
 
 def _guarded(store: ClickHouseStore, sql: str, parameters: dict[str, Any] | None) -> QueryResult:

@@ -1,19 +1,18 @@
-"""Requesting runs and reading their timelines from the log."""
+"""Requesting runs, deciding on them, and reading their timelines (through `streams.run_reads`)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from processors.state import FoldError, RunState, Status, evolve, fold
+from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
-from streams.edge import Intake, LogUnavailable, Poison, read_partitions
-from streams.kafka import consumer, headers_for
-from streams.partitioning import partition_for
+from streams.edge import LogUnavailable
+from streams.kafka import headers_for
+from streams.run_reads import reader_for
 from streams.service import utcnow
 from streams.settings import Settings
 
@@ -98,48 +97,17 @@ def cancel_run(settings: Settings, producer: Producer, codec: EventCodec, run_id
     return state
 
 
-def _scan(settings: Settings, codec: EventCodec, run_id: str, *, follow_s: float) -> Iterator[Event]:
-    """The run's events in order; keeps following the partition for `follow_s` seconds. A record
-    under the run's key that is no readable event, or that its run cannot take, is skipped
-    (the workers dead-letter it), so what is returned always folds."""
-    partition = partition_for(run_id, settings.partitions)
-    intake = Intake(settings, codec, service="reader", dead_letters=None)
-    reader = consumer(settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
-    key = run_id.encode()
-    start = 0
-    state: RunState | None = None
-    deadline = time.monotonic() + follow_s
-    try:
-        while True:
-            for msg in read_partitions(settings, settings.events_topic, {partition: start}, reader=reader):
-                start = (msg.offset() or 0) + 1
-                if msg.key() == key:
-                    try:
-                        event = intake.decode(msg)
-                        state = evolve(state, event)
-                    except Poison as exc:
-                        intake.park(msg, str(exc))
-                        continue
-                    except FoldError as exc:
-                        intake.fold_error(msg, exc)
-                        continue
-                    yield event
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.2)
-    finally:
-        reader.close()
-
-
-def follow_run(settings: Settings, codec: EventCodec, run_id: str, *,
-               timeout_s: float) -> Iterator[Event]:
+def follow_run(settings: Settings, codec: EventCodec, run_id: str, *, timeout_s: float,
+               tenant_id: str | None = None) -> Iterator[Event]:
     """The run's events so far, then each new one as it is committed, for `timeout_s`."""
-    return _scan(settings, codec, run_id, follow_s=timeout_s)
+    return reader_for(settings, codec).follow(run_id, timeout_s=timeout_s, tenant_id=tenant_id)
 
 
-def read_run(settings: Settings, codec: EventCodec, run_id: str) -> list[Event]:
-    """Every event of the run committed so far (scans the run's partition)."""
-    return list(_scan(settings, codec, run_id, follow_s=0))
+def read_run(settings: Settings, codec: EventCodec, run_id: str, *,
+             tenant_id: str | None = None) -> list[Event]:
+    """Every event of the run committed so far (none when it is another tenant's than `tenant_id`);
+    an O(run) read, see `streams.run_reads`."""
+    return reader_for(settings, codec).read(run_id, tenant_id=tenant_id).events
 
 
 def run_status(events: list[Event]) -> str:
@@ -152,7 +120,7 @@ def wait_for_run(settings: Settings, codec: EventCodec, run_id: str, *,
     """Events until the run ends or waits on a person past `after_seq` (or the timeout passes)."""
     events: list[Event] = []
     state: RunState | None = None
-    for event in _scan(settings, codec, run_id, follow_s=timeout_s):
+    for event in follow_run(settings, codec, run_id, timeout_s=timeout_s):
         events.append(event)
         state = evolve(state, event)
         if event.seq > after_seq and (state.terminal or state.status == Status.AWAITING_APPROVAL):

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     at most this much of the log after them)."""
     snapshot_max_events: int = Field(10_000, ge=1)
     """Events folded after which a checkpoint is written even before the interval passed."""
+    sink_batch_s: float = Field(0.3, gt=0, le=60)
+    """The longest the sink gathers events before an insert (ClickHouse prefers fewer, larger
+    inserts); run reads stay exact whatever it is, their tail of the log is longer."""
     stall_s: float = Field(90.0, gt=0)
     """A service whose main loop is silent this long, or that makes no progress this long while
     the cluster answers, is restarted by the watchdog."""

@@ -9,8 +9,9 @@ is not committed: it is read again from the last commit and retried.
 from __future__ import annotations
 
 import threading
+import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from sinks.clickhouse import ClickHouseStore, EventRow, event_row
 from streams.edge import Intake, LogUnavailable, Outbox, commit, lag
@@ -53,7 +54,7 @@ class Sink:
         self.ctx.mark_ready()
 
     def step(self) -> None:
-        batch = self.source.consume(2000, timeout=0.3)
+        batch = self._gather()
         if self.needs_reset:
             self.reset()
             return
@@ -79,6 +80,19 @@ class Sink:
         self.out.flush(30)
         if commit(self.source):
             self.ctx.progressed()
+
+    def _gather(self) -> list[Message]:
+        """Records for one insert: what arrives within `sink_batch_s` (ClickHouse prefers fewer,
+        larger inserts), up to 20,000."""
+        deadline = time.monotonic() + self.settings.sink_batch_s
+        batch: list[Message] = []
+        while len(batch) < 20_000:
+            batch += self.source.consume(min(2000, 20_000 - len(batch)),
+                                         timeout=max(deadline - time.monotonic(), 0.0))
+            if time.monotonic() >= deadline or self.needs_reset or self.ctx.stopping:
+                break
+            self.ctx.beat()
+        return batch
 
     def run(self) -> None:
         self.source.subscribe([self.topic], on_assign=self.on_assign)
