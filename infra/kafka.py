@@ -1,11 +1,14 @@
-"""A single-node Apache Kafka 4 (KRaft, broker + controller) run from Maven Central jars.
+"""Local Apache Kafka 4 nodes (KRaft, each a broker and a controller) run from Maven Central jars:
+one node alone, or several forming one cluster over a static quorum.
 
 `ensure_jars()` resolves the jars with Maven (cached in ~/.m2) into `LIBS_DIR`;
-`start()` formats the storage once and runs the broker with the machine's Java.
+`write_config()` and `format_storage()` prepare a node once, `broker_command()` runs it with the
+machine's Java.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -14,7 +17,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["LIBS_DIR", "ensure_jars", "write_config", "format_storage", "broker_command"]
+__all__ = ["LIBS_DIR", "broker_command", "cluster_id", "ensure_jars", "format_storage", "voters", "write_config"]
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
 
@@ -64,13 +67,24 @@ def ensure_jars() -> Path:
     return LIBS_DIR
 
 
-def write_config(home: Path, *, port: int, controller_port: int) -> Path:
-    """server.properties for one node on 127.0.0.1, data under `home`."""
+def voters(controller_ports: list[int]) -> str:
+    """The static KRaft quorum of local nodes 1, 2, … on these controller ports."""
+    return ",".join(f"{n}@127.0.0.1:{port}" for n, port in enumerate(controller_ports, start=1))
+
+
+def write_config(home: Path, *, node_id: int = 1, port: int, controller_port: int, quorum: str | None = None,
+                 replicas: int = 1, min_insync: int = 1) -> Path:
+    """server.properties for one combined broker + controller on 127.0.0.1, data under `home`.
+
+    `quorum` names every voter (`voters()`); unset: this node alone. `replicas` and `min_insync`
+    apply to Kafka's own topics (consumer offsets, transaction state) and to any topic created
+    without its own settings.
+    """
     home.mkdir(parents=True, exist_ok=True)
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": quorum or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -78,13 +92,17 @@ def write_config(home: Path, *, port: int, controller_port: int) -> Path:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(home / "data"),
         "num.partitions": "3",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min_insync),
+        "offsets.topic.replication.factor": str(replicas),
         "offsets.topic.num.partitions": "3",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_insync),
         "transaction.state.log.num.partitions": "3",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_insync),
+        # A replica that fell behind never becomes leader: acknowledged writes are never lost.
+        "unclean.leader.election.enable": "false",
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
         # The event log keeps everything; retention is set per topic by the runtime.
@@ -99,18 +117,27 @@ def write_config(home: Path, *, port: int, controller_port: int) -> Path:
     return path
 
 
+def cluster_id(path: Path) -> str:
+    """The id every node of one cluster is formatted with, made once and kept in `path`."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Kafka's Uuid text form: 16 random bytes in URL-safe base64 without padding.
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+    return path.read_text().strip()
+
+
 def _java(home: Path, heap: str) -> list[str]:
     return ["java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
             "-cp", f"{ensure_jars()}/*"]
 
 
-def format_storage(home: Path, *, heap: str = "256m") -> None:
-    """Format the KRaft storage the first time only."""
+def format_storage(home: Path, *, cluster: str, heap: str = "256m") -> None:
+    """Format the KRaft storage of cluster id `cluster` the first time only."""
     if (home / "data" / "meta.properties").exists():
         return
     subprocess.run(
-        [*_java(home, heap), "kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4().hex[:22]),
+        [*_java(home, heap), "kafka.tools.StorageTool", "format", "-t", cluster,
          "-c", str(home / "server.properties")],
         check=True, stdout=subprocess.DEVNULL, env={**os.environ},
     )

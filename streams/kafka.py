@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.codec import EventCodec
@@ -13,8 +14,18 @@ from schemas.events import Event
 from streams.settings import Settings
 
 __all__ = [
-    "producer", "consumer", "FOLDING_SERVICES", "ensure_topics", "wait_for_broker", "make_codec", "headers_for",
-    "header", "ConfluentRegistry",
+    "FOLDING_SERVICES",
+    "ConfluentRegistry",
+    "TopicError",
+    "TopicSpec",
+    "consumer",
+    "ensure_topics",
+    "header",
+    "headers_for",
+    "make_codec",
+    "producer",
+    "topic_specs",
+    "wait_for_broker",
 ]
 
 
@@ -23,9 +34,13 @@ def _base(settings: Settings) -> dict[str, Any]:
 
 
 def producer(settings: Settings, **extra: Any) -> Producer:
-    """An idempotent producer that partitions keys like Java clients do (murmur2)."""
+    """An idempotent producer that partitions keys like Java clients do (murmur2).
+
+    A write counts once every in-sync replica has it (`acks=all`, at least the topics'
+    `min.insync.replicas`): losing a broker loses no acknowledged event.
+    """
     return Producer({
-        **_base(settings), "partitioner": "murmur2_random", "enable.idempotence": True,
+        **_base(settings), "partitioner": "murmur2_random", "enable.idempotence": True, "acks": "all",
         "linger.ms": 2, **extra,
     })
 
@@ -46,52 +61,87 @@ def consumer(settings: Settings, group: str | None, *, static: bool = True, **ex
     return Consumer(config)
 
 
-def wait_for_broker(settings: Settings, *, timeout_s: float = 60.0) -> None:
-    """Return once the cluster answers a metadata request (a listening port is not enough)."""
+def wait_for_broker(settings: Settings, *, timeout_s: float = 60.0, node_id: int | None = None) -> None:
+    """Return once the cluster answers a metadata request (a listening port is not enough).
+
+    With `node_id`, once that local node itself answers and serves as a broker of the cluster
+    (registered and caught up), not merely once some other node does.
+    """
+    servers = settings.bootstrap_servers
+    if node_id is not None:
+        servers = f"127.0.0.1:{settings.broker_ports[node_id - 1]}"
     # Quiet: connection refusals are expected while the broker starts.
-    admin = AdminClient({**_base(settings), "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": servers, "log_level": 0})
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if admin.list_topics(timeout=2).brokers:
+            brokers = admin.list_topics(timeout=2).brokers
+            if brokers and (node_id is None or node_id in brokers):
                 return
         except KafkaException:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Kafka at {settings.bootstrap_servers} did not answer in {timeout_s:.0f}s")
+            raise TimeoutError(f"Kafka at {servers} did not answer in {timeout_s:.0f}s")
         time.sleep(0.3)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic agentlog needs: its name, partitions and its own config (replication comes from the
+    settings, the same for every topic)."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
 
 
 FOLDING_SERVICES = ("orchestrator", "executor", "responder")
 """The processors that fold their runs, each with a snapshot topic of its own."""
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the inbox, events and dead-letter topics if missing."""
-    admin = AdminClient(_base(settings))
-    existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [
-        NewTopic(settings.inbox_topic, settings.partitions, 1,
-                 config={"retention.ms": str(7 * 86_400_000)}),
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic agentlog needs, one line each."""
+    week = str(7 * 86_400_000)
+    return [
+        TopicSpec(settings.inbox_topic, settings.partitions, {"retention.ms": week}),
         # The event store keeps every run for ever.
-        NewTopic(settings.events_topic, settings.partitions, 1,
-                 config={"retention.ms": "-1", "retention.bytes": "-1"}),
-        NewTopic(settings.deadletter_topic, 1, 1, config={"retention.ms": "-1"}),
+        TopicSpec(settings.events_topic, settings.partitions, {"retention.ms": "-1", "retention.bytes": "-1"}),
+        TopicSpec(settings.deadletter_topic, 1, {"retention.ms": "-1"}),
         # Snapshots of live runs, latest per run id: compacted, rolled often so compaction keeps
         # up with runs that end (their tombstones), co-partitioned with the events.
-        *[NewTopic(settings.snapshots_topic(s), settings.partitions, 1, config={
+        *[TopicSpec(settings.snapshots_topic(s), settings.partitions, {
             "cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"})
           for s in FOLDING_SERVICES],
     ]
-    todo = [t for t in wanted if t.topic not in existing]
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created; the message says which and why."""
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the topics of `topic_specs` that are missing, replicated as the settings say;
+    returns the names created."""
+    # Quiet: a broker of the cluster that is down is not this call's error.
+    admin = AdminClient({**_base(settings), "log_level": 0})
+    existing = set(admin.list_topics(timeout=10).topics)
+    todo = [NewTopic(t.name, t.partitions, settings.topic_replicas,
+                     config={**t.config, "min.insync.replicas": str(settings.topic_min_insync)})
+            for t in topic_specs(settings) if t.name not in existing]
     if not todo:
-        return
-    for future in admin.create_topics(todo, operation_timeout=30).values():
+        return []
+    created = []
+    for name, future in admin.create_topics(todo, operation_timeout=30).items():
         try:
             future.result()
+            created.append(name)
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise TopicError(f"cannot create {name} with {settings.topic_replicas} replica(s), "
+                             f"min.insync.replicas {settings.topic_min_insync}: {exc.args[0].str()} "
+                             "(AGENTLOG_REPLICATION_FACTOR and AGENTLOG_MIN_INSYNC_REPLICAS set them)") from None
+    return created
 
 
 class ConfluentRegistry:

@@ -43,7 +43,15 @@ class Settings(BaseSettings):
     controller_port: int = 19093
     """Port of the local broker's KRaft controller."""
     kafka_heap: str = "768m"
-    """JVM heap of the local broker."""
+    """JVM heap of the local broker (of each, in a local cluster)."""
+    brokers: int = Field(1, ge=1)
+    """Local brokers `up` runs: 1, a single node; 3, a KRaft cluster (node n on ports + 2(n-1))."""
+    brokers_out: list[int] = []
+    """Node ids of the local cluster `up` leaves stopped: taken out for maintenance, or lost for good."""
+    replication_factor: int | None = Field(None, ge=1)
+    """Replicas of every topic; unset: 1 on the local single node, else 3 (local cluster or bootstrap)."""
+    min_insync_replicas: int | None = Field(None, ge=1)
+    """Replicas that must hold a write before it is acknowledged; unset: 2 with 3 replicas or more, else 1."""
     partitions: int = 3
     """Partitions of the inbox and events topics (they must match: co-partitioning)."""
     topic_prefix: str = "agentlog"
@@ -108,8 +116,32 @@ class Settings(BaseSettings):
         return self.bootstrap is None
 
     @property
+    def broker_ports(self) -> list[int]:
+        """Client port of each local node, node 1 first: kafka_port, then every second port above it."""
+        return [self.kafka_port + 2 * i for i in range(self.brokers)]
+
+    @property
+    def controller_ports(self) -> list[int]:
+        """KRaft controller port of each local node, spaced like `broker_ports`."""
+        return [self.controller_port + 2 * i for i in range(self.brokers)]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.bootstrap or f"127.0.0.1:{self.kafka_port}"
+        # Every local node: a client started while one is down still finds the cluster.
+        return self.bootstrap or ",".join(f"127.0.0.1:{p}" for p in self.broker_ports)
+
+    @property
+    def topic_replicas(self) -> int:
+        """Replication factor of agentlog's topics (and, locally, of Kafka's internal ones)."""
+        if self.replication_factor is not None:
+            return self.replication_factor
+        return min(3, self.brokers) if self.local_kafka else 3
+
+    @property
+    def topic_min_insync(self) -> int:
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return 2 if self.topic_replicas >= 3 else 1
 
     @property
     def inbox_topic(self) -> str:

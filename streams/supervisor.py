@@ -16,14 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib import request
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
 from infra import kafka as local_kafka
 from processors.tools.backends.sql import create_sample_database
 from streams.api_keys import KeyStore, api_keys_file, ensure_local_key, local_key_file
 from streams.backends import backend_config
-from streams.kafka import ensure_topics, wait_for_broker
+from streams.kafka import TopicError, ensure_topics, wait_for_broker
 from streams.settings import REPO_ROOT, Settings
 
-__all__ = ["Proc", "processes", "up", "down", "status", "alive", "SupervisorError"]
+__all__ = ["Proc", "SupervisorError", "alive", "brokers", "down", "processes", "status", "up"]
 
 
 class SupervisorError(RuntimeError):
@@ -36,16 +39,44 @@ class Proc:
     argv: list[str]
     marker: str
     """A piece of the command line that tells this process from a recycled pid."""
+    node_id: int | None = None
+    """The node id of a local Kafka node; None for everything else."""
+
+
+def _node_home(settings: Settings, node_id: int, brokers: int) -> Path:
+    # A single node keeps the layout it always had; a cluster's nodes live side by side.
+    return settings.path("kafka") if brokers == 1 else settings.path("kafka-cluster", f"node-{node_id}")
+
+
+def _broker(settings: Settings, node_id: int, brokers: int) -> Proc:
+    home = _node_home(settings, node_id, brokers)
+    return Proc("kafka" if brokers == 1 else f"kafka-{node_id}",
+                local_kafka.broker_command(home, heap=settings.kafka_heap),
+                str(home / "server.properties"), node_id)
+
+
+def brokers(settings: Settings) -> list[Proc]:
+    """The local Kafka nodes of these settings (none with a bootstrap), node 1 first."""
+    if not settings.local_kafka:
+        return []
+    return [_broker(settings, n, settings.brokers) for n in range(1, settings.brokers + 1)]
+
+
+def _other_layout(settings: Settings) -> list[Proc]:
+    """Local nodes of this home that these settings do not name (a cluster started with
+    `up --brokers 3`, seen from a command run without it, or the other way round)."""
+    found = [_broker(settings, 1, 1)] if settings.brokers != 1 else []
+    for home in sorted(settings.path("kafka-cluster").glob("node-*")):
+        n = int(home.name.removeprefix("node-"))
+        if settings.brokers == 1 or n > settings.brokers:
+            found.append(_broker(settings, n, max(2, n)))
+    return [p for p in found if alive(settings, p)]
 
 
 def processes(settings: Settings) -> list[Proc]:
     """Every process of the stack, in start order."""
     py = sys.executable
-    procs = []
-    if settings.local_kafka:
-        home = settings.path("kafka")
-        procs.append(Proc("kafka", local_kafka.broker_command(home, heap=settings.kafka_heap),
-                          str(home / "server.properties")))
+    procs = brokers(settings)
     mail = settings.path("backends", "mail")
     procs.append(Proc("mail", [py, "-m", "processors.tools.backends.mailbox", "--host", "127.0.0.1",
                                "--port", str(settings.smtp_port), "--maildir", str(mail)],
@@ -84,9 +115,9 @@ def alive(settings: Settings, proc: Proc) -> bool:
 
 
 def _ready(settings: Settings, proc: Proc) -> bool:
-    if proc.name == "kafka":
+    if proc.node_id is not None:
         try:
-            wait_for_broker(settings, timeout_s=1)
+            wait_for_broker(settings, timeout_s=1, node_id=proc.node_id)
             return True
         except TimeoutError:
             return False
@@ -144,69 +175,138 @@ def _wait(settings: Settings, procs: list[Proc], timeout_s: float,
         time.sleep(0.2)
 
 
+def _prepare_nodes(settings: Settings) -> None:
+    """Write every local node's config (ports and quorum from the settings) and format each once."""
+    quorum = local_kafka.voters(settings.controller_ports)
+    first = _node_home(settings, 1, settings.brokers)
+    cluster = local_kafka.cluster_id((first if settings.brokers == 1 else first.parent) / "cluster.id")
+    for node in brokers(settings):
+        assert node.node_id is not None
+        home = _node_home(settings, node.node_id, settings.brokers)
+        local_kafka.write_config(home, node_id=node.node_id, port=settings.broker_ports[node.node_id - 1],
+                                 controller_port=settings.controller_ports[node.node_id - 1], quorum=quorum,
+                                 replicas=settings.topic_replicas, min_insync=settings.topic_min_insync)
+        local_kafka.format_storage(home, cluster=cluster)
+
+
+def _start_brokers(settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout_s: float,
+                   say) -> list[Proc]:  # type: ignore[no-untyped-def]
+    """Start the local nodes that are down (but those taken out) all at once: a node of a
+    cluster serves only once a majority of the quorum runs. Returns the nodes that should run."""
+    others = _other_layout(settings)
+    if others:
+        raise SupervisorError(f"{', '.join(p.name for p in others)} of another layout run under "
+                              f"{settings.home}: `agentlog down` first, or `up --brokers` as they were started")
+    ports = settings.broker_ports + settings.controller_ports
+    if len(set(ports)) < len(ports):
+        raise SupervisorError(f"the local nodes' ports overlap ({ports}): node n listens on "
+                              "AGENTLOG_KAFKA_PORT and AGENTLOG_CONTROLLER_PORT + 2(n-1)")
+    wanted = [p for p in brokers(settings) if p.node_id not in settings.brokers_out]
+    todo = [p for p in wanted if not alive(settings, p)]
+    if todo:
+        say("fetching Kafka jars (first time only)…" if not any(local_kafka.LIBS_DIR.glob("*.jar"))
+            else f"starting {', '.join(p.name for p in todo)} on {settings.bootstrap_servers}…")
+        _prepare_nodes(settings)
+        for proc in todo:
+            children[proc.name] = _spawn(settings, proc)
+    _wait(settings, wanted, timeout_s, children)
+    return todo
+
+
 def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:  # type: ignore[no-untyped-def]
     """Start whatever is not running; returns the names started."""
-    started: list[str] = []
     children: dict[str, subprocess.Popen[bytes]] = {}
-    procs = processes(settings)
     if settings.local_kafka:
-        broker = procs[0]
-        if not alive(settings, broker):
-            say("fetching Kafka jars (first time only)…" if not any(local_kafka.LIBS_DIR.glob("*.jar"))
-                else f"starting Kafka on {settings.bootstrap_servers}…")
-            home = settings.path("kafka")
-            local_kafka.write_config(home, port=settings.kafka_port, controller_port=settings.controller_port)
-            local_kafka.format_storage(home)
-            children[broker.name] = _spawn(settings, broker)
-            started.append(broker.name)
-        _wait(settings, [broker], timeout_s, children)
-        procs = procs[1:]
+        started = [p.name for p in _start_brokers(settings, children, timeout_s, say)]
     else:
+        started = []
         wait_for_broker(settings, timeout_s=30)
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except TopicError as exc:
+        raise SupervisorError(str(exc)) from None
     ensure_local_key(KeyStore(api_keys_file(settings)), local_key_file(settings),
                      tenant_id=settings.default_tenant)
     cfg = backend_config(settings)
     Path(cfg.sql_path).parent.mkdir(parents=True, exist_ok=True)
     create_sample_database(cfg.sql_path)
-    todo = [p for p in procs if not alive(settings, p)]
+    running = [p for p in processes(settings) if p.node_id not in settings.brokers_out]
+    todo = [p for p in running if p.node_id is None and not alive(settings, p)]
     for proc in todo:
         children[proc.name] = _spawn(settings, proc)
         started.append(proc.name)
     if todo:
         say(f"starting {', '.join(p.name for p in todo)}…")
-    _wait(settings, processes(settings), timeout_s, children)
+    _wait(settings, running, timeout_s, children)
     return started
 
 
+def _stop(settings: Settings, procs: list[Proc], timeout_s: float) -> list[str]:
+    """SIGTERM `procs` together, SIGKILL what still runs after `timeout_s`; returns the names stopped."""
+    running = [(p, pid) for p in procs if (pid := _pid(settings, p)) is not None and alive(settings, p)]
+    for _, pid in running:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while any(alive(settings, p) for p, _ in running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p, pid in running:
+        if alive(settings, p):
+            os.kill(pid, signal.SIGKILL)
+    for p in procs:
+        _pid_file(settings, p.name).unlink(missing_ok=True)
+        _ready_file(settings, p.name).unlink(missing_ok=True)
+    return [p.name for p, _ in running]
+
+
 def down(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
-    """Stop every process (services first, the broker last); returns the names stopped."""
+    """Stop every process (services first, the brokers last); returns the names stopped."""
     stopped = []
     for proc in reversed(processes(settings)):
-        pid = _pid(settings, proc)
-        if pid is not None and alive(settings, proc):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while alive(settings, proc) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if alive(settings, proc):
-                os.kill(pid, signal.SIGKILL)
-            stopped.append(proc.name)
-        _pid_file(settings, proc.name).unlink(missing_ok=True)
-        _ready_file(settings, proc.name).unlink(missing_ok=True)
+        if proc.node_id is None:
+            stopped += _stop(settings, [proc], timeout_s)
+    # The nodes of a cluster together: one stopped after the others would wait for a quorum
+    # that is gone. Nodes of another layout too, so nothing is left running.
+    stopped += _stop(settings, [*brokers(settings), *_other_layout(settings)], timeout_s)
     return stopped
+
+
+def _kafka_status(settings: Settings) -> dict[str, object]:
+    """The cluster as its metadata shows it, and each local node's process."""
+    kafka: dict[str, object] = {"bootstrap": settings.bootstrap_servers, "local": settings.local_kafka}
+    serving: dict[int, str] = {}
+    try:
+        meta = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 0}).list_topics(timeout=3)
+        serving = {b.id: f"{b.host}:{b.port}" for b in meta.brokers.values()}
+        kafka["controller"] = meta.controller_id if meta.controller_id >= 0 else None
+    except KafkaException:
+        kafka["controller"] = None
+    if not settings.local_kafka:
+        kafka["brokers"] = [{"node_id": n, "address": a, "serving": True} for n, a in sorted(serving.items())]
+        kafka["alive"] = bool(serving)
+        return kafka
+    nodes = []
+    ports = settings.broker_ports
+    for proc in [*brokers(settings), *_other_layout(settings)]:
+        assert proc.node_id is not None
+        running = alive(settings, proc)
+        nodes.append({"name": proc.name, "node_id": proc.node_id, "pid": _pid(settings, proc),
+                      "alive": running, "out": proc.node_id in settings.brokers_out,
+                      "address": f"127.0.0.1:{ports[proc.node_id - 1]}" if proc.node_id <= len(ports) else None,
+                      # Listed by the cluster's metadata as one of its brokers (registered, caught up).
+                      "serving": running and proc.node_id in serving})
+    kafka["brokers"] = nodes
+    # Alive: every node that should run does (a node taken out is not missed).
+    kafka["alive"] = all(n["alive"] for n in nodes if not n["out"])
+    if settings.brokers == 1:
+        kafka["pid"] = nodes[0]["pid"]
+    return kafka
 
 
 def status(settings: Settings) -> dict[str, object]:
     services = {}
     for proc in processes(settings):
-        if proc.name == "kafka":
-            continue
-        services[proc.name] = {"pid": _pid(settings, proc), "alive": alive(settings, proc)}
-    kafka: dict[str, object] = {"bootstrap": settings.bootstrap_servers, "local": settings.local_kafka}
-    if settings.local_kafka:
-        broker = processes(settings)[0]
-        kafka.update(pid=_pid(settings, broker), alive=alive(settings, broker))
-    return {"home": str(settings.home), "kafka": kafka, "services": services,
+        if proc.node_id is None:
+            services[proc.name] = {"pid": _pid(settings, proc), "alive": alive(settings, proc)}
+    return {"home": str(settings.home), "kafka": _kafka_status(settings), "services": services,
             "gateway": {"url": f"http://127.0.0.1:{settings.gateway_port}",
                         "local_key_file": str(local_key_file(settings))}}

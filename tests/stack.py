@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import httpx
 from streams.settings import Settings
 from tests.free_ports import free_ports
 
-__all__ = ["Stack", "eventually", "running_stack", "AGENTLOG"]
+__all__ = ["AGENTLOG", "Stack", "eventually", "running_stack"]
 
 AGENTLOG = str(Path(sys.executable).with_name("agentlog"))
 
@@ -33,7 +34,7 @@ class Stack:
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the installed `agentlog` command against this stack."""
         proc = subprocess.run([AGENTLOG, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"agentlog {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout}\n{proc.stderr}")
@@ -57,6 +58,23 @@ class Stack:
         os.kill(pid, signal.SIGTERM)
         eventually(lambda: not self.cli_json("status")["services"][service]["alive"],
                    what=f"{service} to stop")
+
+    def take_out(self, node_id: int) -> None:
+        """From now on `up` leaves local broker `node_id` stopped, as it would a machine lost for good."""
+        out = sorted({*self.settings.brokers_out, node_id})
+        self.env["AGENTLOG_BROKERS_OUT"] = json.dumps(out)
+        self.settings = self.settings.model_copy(update={"brokers_out": out})
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The end of a process's log (`kafka`, `kafka-2`, `sink`, …), for a failure's message,
+        without librdkafka's refused connections (a broker that is down floods every log with them)."""
+        try:
+            text = self.settings.path("logs", f"{name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        kept = [line for line in text if not ("|FAIL|" in line and "Connection refused" in line)]
+        refused = len(text) - len(kept)
+        return "\n".join(kept[-lines:]) + (f"\n({refused} refused connections left out)" if refused else "")
 
     @contextmanager
     def restarted(self, service: str, **env: str) -> Iterator[Stack]:
@@ -82,19 +100,42 @@ def eventually(check: Callable[[], Any], *, timeout: float = 30, what: str = "co
         time.sleep(0.3)
 
 
+def _free_run(n: int, avoid: set[int]) -> int:
+    """The first of `n` consecutive ports nothing listens on right now (none of them in `avoid`)."""
+    for _ in range(200):
+        base = free_ports(1)[0]
+        block = range(base, base + n)
+        if base + n > 65_535 or avoid & set(block):
+            continue
+        socks = [socket.socket() for _ in block]
+        try:
+            for sock, port in zip(socks, block, strict=True):
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 @contextmanager
-def running_stack(home: Path, **extra: str) -> Iterator[Stack]:
+def running_stack(home: Path, *, brokers: int = 1, **extra: str) -> Iterator[Stack]:
     """A stack under `home` on free ports (and `extra` AGENTLOG_* settings), up for the `with`
-    block and down after it."""
-    kafka, controller, gateway, query, smtp = free_ports(5)
+    block and down after it; `brokers=3` runs a local three-broker cluster."""
+    gateway, query, smtp = services = free_ports(3)
+    # Node n listens on kafka + 2(n-1) and its controller one above: one block of ports.
+    kafka = _free_run(2 * brokers, set(services))
+    controller = kafka + 1
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
     env.update({
-        "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
+        "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka), "AGENTLOG_BROKERS": str(brokers),
         "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
         "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
         "AGENTLOG_KAFKA_HEAP": "512m", "AGENTLOG_SETTINGS_FILE": str(home / "none.env"), **extra,
     })
-    s = Stack(env, Settings(home=home, kafka_port=kafka, controller_port=controller,
+    s = Stack(env, Settings(home=home, kafka_port=kafka, controller_port=controller, brokers=brokers,
                             gateway_port=gateway, query_port=query, smtp_port=smtp))
     try:
         s.cli("up", timeout=300)

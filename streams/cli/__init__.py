@@ -18,6 +18,7 @@ from streams.cli.policy import policy
 from streams.cli.replay import export, gate_cmd, replay, score
 from streams.cli.runs import runs, submit
 from streams.cli.tail import tail
+from streams.cli.topics import topics
 from streams.query_api import QueryError, run_query
 from streams.render import rows_table
 from streams.runs import LogUnavailable
@@ -43,9 +44,13 @@ def main(click_ctx: click.Context) -> None:
 
 
 @main.command("up")
+@click.option("--brokers", type=click.IntRange(1, 9), default=None,
+              help="Local brokers: 1, a single node; 3, a KRaft cluster (default: AGENTLOG_BROKERS, 1).")
 @pass_ctx
-def up_cmd(ctx: Context) -> None:
-    """Start the local broker (unless a bootstrap is configured) and every service."""
+def up_cmd(ctx: Context, brokers: int | None) -> None:
+    """Start the local broker(s) (unless a bootstrap is configured), create missing topics, start every service."""
+    if brokers is not None:
+        ctx.settings = ctx.settings.model_copy(update={"brokers": brokers})
     try:
         started = up(ctx.settings, say=lambda m: ctx.console.print(f"[dim]{m}[/]"))
     except SupervisorError as exc:
@@ -75,8 +80,15 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps(info))
         return
     kafka: Any = info["kafka"]
-    rows = [["kafka", kafka.get("pid", "-"), "up" if kafka.get("alive", True) else "down",
-             kafka["bootstrap"]]]
+    rows = []
+    for b in kafka["brokers"]:
+        state = ("out" if b.get("out") else "down") if not b.get("alive", True) else \
+            ("up" if b["serving"] else "up, not serving")
+        leads = " (controller)" if b["serving"] and b["node_id"] == kafka.get("controller") else ""
+        rows.append([b.get("name", f"broker {b['node_id']}"), b.get("pid") or "-", state,
+                     (b["address"] or "") + leads])
+    if not kafka["brokers"]:
+        rows.append(["kafka", "-", "unreachable", kafka["bootstrap"]])
     for name, s in info["services"].items():  # type: ignore[attr-defined]
         rows.append([name, s["pid"] or "-", "up" if s["alive"] else "down", ""])
     ctx.console.print(rows_table(["process", "pid", "state", "address"], rows,
@@ -113,6 +125,7 @@ main.add_command(replay)
 main.add_command(score)
 main.add_command(gate_cmd)
 main.add_command(keys)
+main.add_command(topics)
 
 
 if __name__ == "__main__":
