@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.codec import EventCodec
@@ -45,6 +46,12 @@ def producer(settings: Settings, **extra: Any) -> Producer:
     })
 
 
+def _commit_done(err: KafkaError | None, _parts: list[TopicPartition]) -> None:
+    # An asynchronous commit that failed costs a repeated answer after a restart, no more.
+    if err is not None and err.code() != KafkaError._NO_OFFSET:
+        logging.getLogger(__name__).warning("offset commit failed: %s", err)
+
+
 def consumer(settings: Settings, group: str | None, *, static: bool = True, **extra: Any) -> Consumer:
     """A read_committed consumer that commits only when told to.
 
@@ -54,7 +61,7 @@ def consumer(settings: Settings, group: str | None, *, static: bool = True, **ex
     config = {
         **_base(settings), "group.id": group or "agentlog-reader", "enable.auto.commit": False,
         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-        "session.timeout.ms": 15_000, **extra,
+        "session.timeout.ms": 15_000, "on_commit": _commit_done, **extra,
     }
     if group is not None and static:
         config["group.instance.id"] = f"{group}-{settings.instance_id}"
