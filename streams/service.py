@@ -1,8 +1,10 @@
 """What every service process shares: logging, graceful stop, readiness and the heartbeat.
 
-The heartbeat (`<home>/run/<name>.health`, JSON) is what `agentlog status` and the watchdog
-read: when the main loop last ran, when it last made progress (a batch committed, or nothing
-left to do), what it waits for, and how many records wait in its partitions.
+The heartbeat (`<home>/run/<name>.health`, JSON) is what `agentlog status`, `agentlog health`
+and the watchdog read: when the main loop last ran, when it last made progress (a batch
+committed, or nothing left to do), what it waits for, and how many records wait in its
+partitions. Under systemd (`Type=notify`, `WatchdogSec=`) the same beat is `WATCHDOG=1`, sent
+only while the service makes progress or waits for a cluster that is away.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -34,6 +37,20 @@ def ready_file(settings: Settings, name: str) -> Path:
 def health_file(settings: Settings, name: str) -> Path:
     """A service's heartbeat."""
     return settings.path("run", f"{name}.health")
+
+
+def _notify(message: bytes) -> None:
+    """Tell systemd (when it started this process with a notify socket)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message, address)
+    except OSError:
+        pass
 
 
 class ServiceContext:
@@ -66,6 +83,7 @@ class ServiceContext:
             self.ready_file.parent.mkdir(parents=True, exist_ok=True)
             self.ready_file.write_text("ready\n")
             self.log.info("ready")
+            _notify(b"READY=1")
         self.beat(force=True)
 
     def progressed(self) -> None:
@@ -88,6 +106,8 @@ class ServiceContext:
         if not force and now - self._written_at < 1.0:
             return
         self._written_at = now
+        if now - self.progress_at < self.settings.stall_s or self.waiting_for == "kafka":
+            _notify(b"WATCHDOG=1")
         doc: dict[str, Any] = {"pid": os.getpid(), "beat_at": now, "progress_at": self.progress_at,
                                "waiting_for": self.waiting_for, "lag": self.lag,
                                "parked": self.parked}

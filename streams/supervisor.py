@@ -6,12 +6,15 @@ what is not running and returns once everything answers.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib import request
@@ -23,10 +26,17 @@ from infra import kafka as local_kafka
 from processors.tools.backends.sql import create_sample_database
 from streams.api_keys import KeyStore, api_keys_file, ensure_local_key, local_key_file
 from streams.backends import backend_config
+from streams.health import judge, read_health, watchdog_restarts
 from streams.kafka import TopicError, ensure_topics, wait_for_broker
+from streams.service import ready_file
 from streams.settings import REPO_ROOT, Settings
 
-__all__ = ["Proc", "SupervisorError", "alive", "brokers", "down", "processes", "status", "up"]
+__all__ = ["Proc", "SupervisorError", "SERVICES", "alive", "brokers", "down", "pid_of", "processes",
+           "services", "spawn", "start_lock", "status", "up"]
+
+
+SERVICES = ("orchestrator", "planner", "guard", "executor", "responder", "sink", "gateway")
+"""The runtime's services, in start order."""
 
 
 class SupervisorError(RuntimeError):
@@ -81,21 +91,38 @@ def processes(settings: Settings) -> list[Proc]:
     procs.append(Proc("mail", [py, "-m", "processors.tools.backends.mailbox", "--host", "127.0.0.1",
                                "--port", str(settings.smtp_port), "--maildir", str(mail)],
                       "processors.tools.backends.mailbox"))
-    for name in ("orchestrator", "planner", "guard", "executor", "responder", "sink", "gateway"):
+    for name in SERVICES:
         procs.append(Proc(name, [py, "-m", f"streams.services.{name}"], f"streams.services.{name}"))
+    # Last to start, first to stop: it must not restart what `down` stops.
+    procs.append(Proc("watchdog", [py, "-m", "streams.watchdog"], "streams.watchdog"))
     return procs
+
+
+def services(settings: Settings) -> list[Proc]:
+    """The processes the watchdog looks after: all but the brokers and itself."""
+    return [p for p in processes(settings) if p.node_id is None and p.name != "watchdog"]
+
+
+@contextmanager
+def start_lock(settings: Settings) -> Iterator[None]:
+    """Held while deciding what to start and starting it, so `up` and the watchdog never start
+    one service twice."""
+    path = settings.path("run", "start.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
     return settings.path("run", f"{name}.pid")
 
 
-def _ready_file(settings: Settings, name: str) -> Path:
-    """Written by a service once it works (see `ServiceContext.mark_ready`)."""
-    return settings.path("run", f"{name}.ready")
-
-
-def _pid(settings: Settings, proc: Proc) -> int | None:
+def pid_of(settings: Settings, proc: Proc) -> int | None:
+    """The pid `proc` was last started with (it may have died since: see `alive`)."""
     try:
         return int(_pid_file(settings, proc.name).read_text())
     except (OSError, ValueError):
@@ -103,7 +130,7 @@ def _pid(settings: Settings, proc: Proc) -> int | None:
 
 
 def alive(settings: Settings, proc: Proc) -> bool:
-    pid = _pid(settings, proc)
+    pid = pid_of(settings, proc)
     if pid is None:
         return False
     try:
@@ -130,15 +157,16 @@ def _ready(settings: Settings, proc: Proc) -> bool:
                 return True
         except OSError:
             return False
-    return _ready_file(settings, proc.name).exists()
+    return ready_file(settings, proc.name).exists()
 
 
-def _spawn(settings: Settings, proc: Proc) -> subprocess.Popen[bytes]:
+def spawn(settings: Settings, proc: Proc) -> subprocess.Popen[bytes]:
+    """Start `proc` in the background, its output appended to its log."""
     logs = settings.path("logs")
     logs.mkdir(parents=True, exist_ok=True)
     _pid_file(settings, proc.name).parent.mkdir(parents=True, exist_ok=True)
     # A process killed with SIGKILL leaves its ready file: not a sign its successor is ready.
-    _ready_file(settings, proc.name).unlink(missing_ok=True)
+    ready_file(settings, proc.name).unlink(missing_ok=True)
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     with open(logs / f"{proc.name}.log", "ab") as log:
         child = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -208,7 +236,7 @@ def _start_brokers(settings: Settings, children: dict[str, subprocess.Popen[byte
             else f"starting {', '.join(p.name for p in todo)} on {settings.bootstrap_servers}…")
         _prepare_nodes(settings)
         for proc in todo:
-            children[proc.name] = _spawn(settings, proc)
+            children[proc.name] = spawn(settings, proc)
     _wait(settings, wanted, timeout_s, children)
     return todo
 
@@ -231,10 +259,11 @@ def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:
     Path(cfg.sql_path).parent.mkdir(parents=True, exist_ok=True)
     create_sample_database(cfg.sql_path)
     running = [p for p in processes(settings) if p.node_id not in settings.brokers_out]
-    todo = [p for p in running if p.node_id is None and not alive(settings, p)]
-    for proc in todo:
-        children[proc.name] = _spawn(settings, proc)
-        started.append(proc.name)
+    with start_lock(settings):
+        todo = [p for p in running if p.node_id is None and not alive(settings, p)]
+        for proc in todo:
+            children[proc.name] = spawn(settings, proc)
+            started.append(proc.name)
     if todo:
         say(f"starting {', '.join(p.name for p in todo)}…")
     _wait(settings, running, timeout_s, children)
@@ -243,7 +272,7 @@ def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:
 
 def _stop(settings: Settings, procs: list[Proc], timeout_s: float) -> list[str]:
     """SIGTERM `procs` together, SIGKILL what still runs after `timeout_s`; returns the names stopped."""
-    running = [(p, pid) for p in procs if (pid := _pid(settings, p)) is not None and alive(settings, p)]
+    running = [(p, pid) for p in procs if (pid := pid_of(settings, p)) is not None and alive(settings, p)]
     for _, pid in running:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -254,7 +283,7 @@ def _stop(settings: Settings, procs: list[Proc], timeout_s: float) -> list[str]:
             os.kill(pid, signal.SIGKILL)
     for p in procs:
         _pid_file(settings, p.name).unlink(missing_ok=True)
-        _ready_file(settings, p.name).unlink(missing_ok=True)
+        ready_file(settings, p.name).unlink(missing_ok=True)
     return [p.name for p, _ in running]
 
 
@@ -289,7 +318,7 @@ def _kafka_status(settings: Settings) -> dict[str, object]:
     for proc in [*brokers(settings), *_other_layout(settings)]:
         assert proc.node_id is not None
         running = alive(settings, proc)
-        nodes.append({"name": proc.name, "node_id": proc.node_id, "pid": _pid(settings, proc),
+        nodes.append({"name": proc.name, "node_id": proc.node_id, "pid": pid_of(settings, proc),
                       "alive": running, "out": proc.node_id in settings.brokers_out,
                       "address": f"127.0.0.1:{ports[proc.node_id - 1]}" if proc.node_id <= len(ports) else None,
                       # Listed by the cluster's metadata as one of its brokers (registered, caught up).
@@ -303,10 +332,24 @@ def _kafka_status(settings: Settings) -> dict[str, object]:
 
 
 def status(settings: Settings) -> dict[str, object]:
-    services = {}
+    """Every process: alive (its process runs) and, from its heartbeat, whether it works."""
+    services: dict[str, object] = {}
+    restarts = watchdog_restarts(settings)
+    now = time.time()
     for proc in processes(settings):
-        if proc.node_id is None:
-            services[proc.name] = {"pid": _pid(settings, proc), "alive": alive(settings, proc)}
+        if proc.node_id is not None:
+            continue
+        up = alive(settings, proc)
+        entry: dict[str, object] = {"pid": pid_of(settings, proc), "alive": up}
+        if proc.name not in ("gateway", "mail"):
+            h = judge(read_health(settings, proc.name), alive=up, pid=pid_of(settings, proc), now=now,
+                      stall_s=settings.stall_s, kafka_answers=True)
+            entry.update(state=h.state, detail=h.detail, lag=h.lag, parked=h.parked,
+                         progress_age_s=round(h.progress_age_s, 1) if h.progress_age_s is not None else None)
+        else:
+            entry["state"] = "up" if up else "down"
+        entry["restarts"] = int(restarts.get(proc.name, {}).get("restarts", 0))
+        services[proc.name] = entry
     return {"home": str(settings.home), "kafka": _kafka_status(settings), "services": services,
             "gateway": {"url": f"http://127.0.0.1:{settings.gateway_port}",
                         "local_key_file": str(local_key_file(settings))}}

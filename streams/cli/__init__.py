@@ -12,6 +12,7 @@ from streams.api_keys import local_key_file
 from streams.cli.approvals import approvals
 from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.demo import demo
+from streams.cli.health import health
 from streams.cli.keys import keys
 from streams.cli.plan import plan
 from streams.cli.policy import policy
@@ -86,13 +87,17 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
             ("up" if b["serving"] else "up, not serving")
         leads = " (controller)" if b["serving"] and b["node_id"] == kafka.get("controller") else ""
         rows.append([b.get("name", f"broker {b['node_id']}"), b.get("pid") or "-", state,
-                     (b["address"] or "") + leads])
+                     (b["address"] or "") + leads, "", "", ""])
     if not kafka["brokers"]:
-        rows.append(["kafka", "-", "unreachable", kafka["bootstrap"]])
+        rows.append(["kafka", "-", "unreachable", kafka["bootstrap"], "", "", ""])
     for name, s in info["services"].items():  # type: ignore[attr-defined]
-        rows.append([name, s["pid"] or "-", "up" if s["alive"] else "down", ""])
-    ctx.console.print(rows_table(["process", "pid", "state", "address"], rows,
-                                 title=f"agentlog at {info['home']}"))
+        state = s["state"] if s["alive"] else "down"
+        age = s.get("progress_age_s")
+        rows.append([name, s["pid"] or "-", state, s.get("detail") or "",
+                     f"{age:.0f} s ago" if age is not None else "", "" if s.get("lag") is None else s["lag"],
+                     s["restarts"] or ""])
+    ctx.console.print(rows_table(["process", "pid", "state", "address / detail", "last progress", "lag",
+                                  "restarts"], rows, title=f"agentlog at {info['home']}"))
 
 
 @main.command("sql")
@@ -125,6 +130,7 @@ main.add_command(replay)
 main.add_command(score)
 main.add_command(gate_cmd)
 main.add_command(keys)
+main.add_command(health)
 main.add_command(topics)
 
 
