@@ -1,36 +1,60 @@
 """The HTTP gateway: runs in, timelines out, people's decisions, per-tenant API keys.
 
-Every error is JSON `{"error": {"status", "message"}}`. A key sees only its tenant's runs: a run
-of another tenant answers 404, exactly like a run that does not exist.
+Every error, the framework's and the server's included, is JSON `{"error": {"status", "message"}}`
+and is declared in the OpenAPI document. A key sees only its tenant's runs: a run of another
+tenant answers 404, exactly like a run that does not exist. Nothing a client does holds a thread
+for long: event streams are async and read the log in short calls, bodies arrive within a time
+limit, and the checks that must be atomic (one Idempotency-Key, one parked call) are claims in
+memory, not a read of the log followed by a write.
 """
 
-from __future__ import annotations
-
+import asyncio
+import hashlib
 import json
-from collections.abc import Iterator
-from typing import Annotated, Any
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 from urllib.error import URLError
 
+import anyio
 from confluent_kafka import KafkaException
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from processors.replay.dataset import event_doc
-from processors.state import evolve
+from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
-from schemas.events import Event
+from schemas.events import (
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+    Event,
+    RunStarted,
+)
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
+from streams.claims import Claims, Places
 from streams.kafka import producer as make_producer
+from streams.models_config import load_models_config
 from streams.query_api import QueryError
 from streams.runs import (
     AlreadyEnded,
     LogUnavailable,
     NoSuchRun,
     cancel_run,
-    follow_run,
     read_run,
     request_run,
     run_id_for,
@@ -38,147 +62,447 @@ from streams.runs import (
 )
 from streams.settings import Settings
 
-__all__ = ["create_app", "RunRequest", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "STREAM_POLL_S", "RunRequest", "create_app", "error_body"]
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+STREAM_POLL_S = 0.25
+"""How often an open event stream looks for new events."""
+_KEEPALIVE_S = 15.0
+_RETRY_AFTER_S = 5
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """The one shape of every error the gateway answers."""
+    return {"error": {"status": status, "message": message}}
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+# Text a person or client gave that the log would keep: NUL bytes break C consumers and most
+# stores downstream, and a blank name or request is a client bug, not a request.
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("bad_text", "must not contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("bad_text", "must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("bad_text", "must not be blank")
+    return _no_nul(value)
+
+
+_TEXT_PATTERN = r"^[^\u0000]*\S[^\u0000]*$"
+Text = Annotated[str, AfterValidator(_not_blank)]
+FreeText = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _text_field(*, max_length: int, description: str, default: Any = ...) -> Any:
+    # minLength and the pattern are for the document (and the clients generated from it); the
+    # validator enforces them, so that a blank value is a 400 like a NUL byte, not a 422.
+    return Field(default, max_length=max_length, description=description,
+                 json_schema_extra={"minLength": 1, "pattern": _TEXT_PATTERN})
 
 
 class Decision(BaseModel):
     """Body of POST /v1/runs/{run_id}/approve and /reject."""
 
-    approver: str = Field(min_length=1, max_length=200, description="Who decides, for the audit trail.")
-    reason: str = Field(default="", max_length=2_000)
+    approver: Text = _text_field(max_length=200, description="Who decides, for the audit trail.")
+    reason: FreeText = Field(default="", max_length=2_000)
 
 
 class Cancel(BaseModel):
     """Body of POST /v1/runs/{run_id}/cancel."""
 
-    reason: str = Field(default="cancelled over HTTP", max_length=2_000)
-    requested_by: str = Field(default="api", min_length=1, max_length=200)
+    reason: FreeText = Field(default="cancelled over HTTP", max_length=2_000)
+    requested_by: Text = _text_field(max_length=200, default="api", description="Who cancels.")
 
 
 class RunRequest(BaseModel):
     """Body of POST /v1/runs."""
 
-    text: str = Field(min_length=1, max_length=10_000, description="What the agent should do.")
-    tenant_id: str | None = Field(default=None, min_length=1, max_length=128,
-                                  description="Must be the key's tenant when given.")
-    route: str = Field(default="default", min_length=1, max_length=128)
+    text: Text = _text_field(max_length=10_000, description="What the agent should do.")
+    tenant_id: Text | None = _text_field(max_length=128, default=None,
+                                         description="Must be the key's tenant when given.")
+    route: Text = _text_field(max_length=128, default="default",
+                              description="A route the models file declares.")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
+class ErrorDetail(BaseModel):
+    status: int = Field(description="The HTTP status, again.")
+    message: str = Field(description="What was wrong, for a person.")
+
+
+class ErrorBody(BaseModel):
+    """Every error the gateway answers."""
+
+    error: ErrorDetail
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: Literal["accepted"]
+    tenant_id: str
+
+
+class EventDoc(BaseModel):
+    """One event of a run's timeline."""
+
+    seq: int
+    event_type: str
+    actor: str
+    event_time: str
+    event_id: str
+    causation_id: str | None
+    payload: dict[str, Any]
+
+
+class RunView(BaseModel):
+    run_id: str
+    status: str
+    events: list[EventDoc]
+
+
+_EVENT_FRAME = {
+    "type": "object", "required": ["event", "data"],
+    "description": "One server-sent event: a run's event (`id` its seq, `event` its type), then "
+                   "`end` with the run's status, or `error` if the run cannot be read any more.",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"anyOf": [
+            EventDoc.model_json_schema(),
+            {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+            {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["status", "message"],
+                "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
+        ]}},
+    },
+}
+
+
+class CancelAccepted(BaseModel):
+    run_id: str
+    status: Literal["cancel_requested"]
+
+
+class Approval(BaseModel):
+    """A call waiting for a person."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    tenant_id: str
+    step_id: str
+    tool: str
+    input: dict[str, Any]
+    rule: str | None
+    reason: str
+    since: datetime
+    expires_at: datetime
+
+
+class DecisionAccepted(BaseModel):
+    run_id: str
+    step_id: str | None
+    decision: Literal["approved", "rejected"]
+
+
+_WHY = {
+    400: "Not HTTP, not JSON, a NUL byte, blank text or an empty Idempotency-Key.",
+    401: "No API key, or one the gateway does not know.",
+    403: "The key lacks the role, or the body names another tenant.",
+    404: "No such run; a run of another tenant is answered the same way.",
+    408: "The body did not arrive within the read timeout.",
+    409: "The request conflicts with the run's state.",
+    413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+    422: "A field is invalid; the message names it.",
+    429: "Too many open event streams, for this key or in all; try again after Retry-After seconds.",
+    503: "The event log (or the analytics store) does not answer; try again.",
+}
+
+
+def _errors(*codes: int, json_ref: bool = False, **why: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these error statuses, each with the error schema (`why`: `s409=...`).
+
+    json_ref: name the schema rather than the model, for an operation whose own media type is
+    not JSON (FastAPI would file the model under it)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        schema: dict[str, Any] = (
+            {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            if json_ref else {"model": ErrorBody})
+        out[code] = {**schema, "description": why.get(f"s{code}", _WHY[code])}
+    if 429 in out:
+        out[429]["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    if 401 in out:
+        out[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return out
+
+
+_READ = (400, 401, 403, 404, 422, 503)
+_WRITE = (400, 401, 403, 404, 408, 409, 413, 422, 503)
+RunId = Annotated[str, Path(min_length=1, max_length=128, description="The run's id.")]
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A person's decision as it claims a parked call (the token makes each request its own)."""
+
+    token: str
+    approve: bool
+    approver: str
+
+    @property
+    def verb(self) -> str:
+        return "approved" if self.approve else "rejected"
+
+
+_UNREADABLE = b"unreadable"
+"""The fingerprint of a run on the log whose request cannot be read: no body matches it."""
+
+
+def _fingerprint(text: str, route: str) -> bytes:
+    return hashlib.sha256(json.dumps([text, route]).encode()).digest()
+
+
+class _EventStream(StreamingResponse):
+    """Server-sent events that give their place back however the stream ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[str], *, on_close: Callable[[], None]) -> None:
+        super().__init__(frames, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def _frame(kind: str, data: Any, *, seq: int | None = None) -> str:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+def _already_decided(run_id: str, events: list[Event]) -> str | None:
+    """Who decided the run's latest parked call, if someone (or the clock) did."""
+    for event in reversed(events):
+        match event.payload:
+            case ApprovalGranted(step_id=step, approver=who) | ApprovalDenied(step_id=step, approver=who):
+                verb = "approved" if isinstance(event.payload, ApprovalGranted) else "rejected"
+                return f"the call {step} of run {run_id} was already {verb} by {who}"
+            case ApprovalExpired(step_id=step):
+                return f"the call {step} of run {run_id} was already decided: its approval expired"
+            case ApprovalRequested():
+                return None
+    return None
 
 
 def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI:
-    app = FastAPI(title="agentlog gateway", version="0.1.0",
-                  description="Runs of AI agents as immutable event timelines on Kafka.")
+    app = FastAPI(title="agentlog gateway", version="0.2.0", redirect_slashes=False,
+                  description="Runs of AI agents as immutable event timelines on Kafka. Every error "
+                              "is `{\"error\": {\"status\", \"message\"}}`.")
     producer = make_producer(settings)
+    routes = frozenset(load_models_config(settings.models_file).routes)
+    runs_claimed: Claims[bytes] = Claims(capacity=settings.gateway_claims)
+    calls_decided: Claims[_Decided] = Claims(capacity=settings.gateway_claims)
+    streams = Places(per_holder=settings.gateway_streams_per_key, total=settings.gateway_streams_total)
+    stream_reads = anyio.CapacityLimiter(settings.gateway_stream_reads)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_r: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if message in (s.phrase for s in HTTPStatus):  # the router's own 404 and 405
+            message = f"{message}: {request.method} {request.url.path}"
+        return _error(exc.status_code, message, exc.headers)
 
     @app.exception_handler(LogUnavailable)
     @app.exception_handler(KafkaException)
     async def log_down(_r: Request, exc: Exception) -> JSONResponse:
         # Neither missing nor done: the caller may try again (a retried POST with the same
         # Idempotency-Key names the same run).
-        return _error(503, f"the event log is not reachable: {exc}")
+        return _error(503, f"the event log is not reachable: {exc}", {"Retry-After": str(_RETRY_AFTER_S)})
 
     @app.exception_handler(QueryError)
     @app.exception_handler(URLError)
     async def store_down(_r: Request, exc: Exception) -> JSONResponse:
-        return _error(503, f"the analytics store is not reachable: {exc}")
+        return _error(503, f"the analytics store is not reachable: {exc}", {"Retry-After": str(_RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
             return _error(400, "the body is not valid JSON")
-        where = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)
-        return _error(422, where)
+        malformed = [p for p in problems if p.get("type") == "bad_text"] or problems
+        where = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in malformed)
+        return _error(400 if malformed is not problems else 422, where)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        # Content-Length is checked before the body is read; a chunked body is read and measured.
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-        if length is None and request.method in ("POST", "PUT", "PATCH"):
-            if len(await request.body()) > MAX_BODY_BYTES:
-                return _error(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+    @app.exception_handler(Exception)
+    async def server_error(_r: Request, exc: Exception) -> JSONResponse:
+        # Starlette raises it on after this answer, so the server logs it with its traceback.
+        return _error(500, f"internal error ({type(exc).__name__}); it is logged")
 
-    def caller(authorization: Annotated[str | None, Header()] = None,
-               x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
-        presented = x_api_key or (authorization[7:].strip() if authorization and
-                                  authorization.lower().startswith("bearer ") else None)
+    bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+    api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, instead of Bearer.")
+
+    async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                     x_api_key: Annotated[str | None, Depends(api_key)]) -> ApiKey:
+        presented = x_api_key or (credentials.credentials if credentials else None)
+        challenge = {"WWW-Authenticate": "Bearer"}
         if not presented:
-            raise HTTPException(401, "an API key is required (Authorization: Bearer <key>)")
+            raise HTTPException(401, "an API key is required (Authorization: Bearer <key>)", challenge)
         key = keys.lookup(presented)
         if key is None:
-            raise HTTPException(401, "unknown API key")
+            raise HTTPException(401, "unknown API key", challenge)
         return key
 
     def needs(role: str) -> Any:
-        def check(key: ApiKey = Depends(caller)) -> ApiKey:
+        async def check(key: Annotated[ApiKey, Depends(caller)]) -> ApiKey:
             if role not in key.roles:
                 raise HTTPException(403, f"this key may not {role} (its roles: {', '.join(key.roles)})")
             return key
         return Depends(check)
 
     def own_run(run_id: str, key: ApiKey) -> list[Event]:
-        events = read_run(settings, codec, run_id)
-        if not events or events[0].tenant_id != key.tenant_id:
+        """The run's events if it is the key's tenant's; any other run is missing, so that a run
+        id tells nothing about another tenant."""
+        if "\x00" in run_id:
+            raise HTTPException(400, "run_id: must not contain NUL bytes")
+        try:
+            events = read_run(settings, codec, run_id, tenant_id=key.tenant_id)
+        except (ValueError, TypeError) as exc:
+            # Records under this key that do not decode: whose run it is cannot be told.
+            log.warning("run %s cannot be read: %s", run_id, exc)
+            events = []
+        if not events or any(e.tenant_id != key.tenant_id for e in events):
             raise HTTPException(404, f"no run {run_id}")
         return events
 
+    def requested(run_id: str, tenant_id: str) -> bytes | None:
+        """The fingerprint of the request that made `run_id`, if the log has it."""
+        try:
+            events = read_run(settings, codec, run_id, tenant_id=tenant_id)
+        except (ValueError, TypeError):
+            return _UNREADABLE
+        started = next((e.payload for e in events if isinstance(e.payload, RunStarted)), None)
+        if started is not None:
+            return _fingerprint(started.text, started.route)
+        return _UNREADABLE if events else None
+
+    async def poll(run_id: str, tenant_id: str, after_seq: int) -> list[Event]:
+        """The run's events past `after_seq`: the one read an open stream makes of the log."""
+        events = await anyio.to_thread.run_sync(
+            lambda: read_run(settings, codec, run_id, tenant_id=tenant_id), limiter=stream_reads)
+        return [e for e in events if e.seq > after_seq]
+
+    async def frames(run_id: str, tenant_id: str, events: list[Event], until: float) -> AsyncIterator[str]:
+        state: RunState | None = None
+        sent, quiet_since = 0, time.monotonic()
+        while True:
+            for event in events:
+                state = evolve(state, event)
+                sent = event.seq
+                yield _frame(event.event_type, event_doc(event), seq=event.seq)
+                if state.terminal:
+                    yield _frame("end", {"status": state.status})
+                    return
+            if events:
+                quiet_since = time.monotonic()
+            now = time.monotonic()
+            if now >= until:
+                break
+            if now - quiet_since >= _KEEPALIVE_S:
+                quiet_since = now
+                yield ": keep-alive\n\n"  # a comment: proxies keep the connection, a gone client shows
+            await asyncio.sleep(min(STREAM_POLL_S, until - now))
+            try:
+                events = await poll(run_id, tenant_id, sent)
+            except (LogUnavailable, KafkaException, ValueError, TypeError) as exc:
+                log.warning("stream of run %s stopped: %s", run_id, exc)
+                status = 503 if isinstance(exc, (LogUnavailable, KafkaException)) else 500
+                yield _frame("error", error_body(status, f"the run cannot be read now: {exc}"))
+                return
+        yield _frame("end", {"status": state.status if state else "unknown"})
+
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/runs", status_code=202)
-    def create_run(body: RunRequest, key: ApiKey = needs("submit"),
-                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+    @app.post("/v1/runs", status_code=202, response_model=RunAccepted,
+              responses=_errors(400, 401, 403, 408, 409, 413, 422, 503,
+                                s409="This Idempotency-Key was used for a different request."))
+    async def create_run(body: RunRequest, key: Annotated[ApiKey, needs("submit")],
+                         idempotency_key: Annotated[str | None, Header(
+                             max_length=200, json_schema_extra={"minLength": 1, "pattern": r"\S"},
+                             description="The same key (per tenant) always names the same run.")] = None,
+                         ) -> RunAccepted:
         if body.tenant_id is not None and body.tenant_id != key.tenant_id:
             raise HTTPException(403, f"this key belongs to tenant {key.tenant_id}, not {body.tenant_id}")
+        if body.route not in routes:
+            raise HTTPException(422, f"route: {body.route!r} is not declared in the models file "
+                                     f"(routes: {', '.join(sorted(routes))})")
+        asked = _fingerprint(body.text, body.route)
+        claimed = None
         if idempotency_key is not None:
-            earlier = read_run(settings, codec, run_id_for(key.tenant_id, idempotency_key))
-            first = earlier[0].payload if earlier else None
-            if first is not None and (first.text, first.route) != (body.text, body.route):  # type: ignore[union-attr]
+            if not idempotency_key.strip() or "\x00" in idempotency_key:
+                raise HTTPException(400, "Idempotency-Key: must not be empty or blank")
+            claimed = run_id_for(key.tenant_id, idempotency_key)
+            holder = await runs_claimed.claim(claimed, asked,
+                                              recall=lambda: run_in_threadpool(requested, claimed, key.tenant_id))
+            if holder != asked:
                 raise HTTPException(409, "this Idempotency-Key was used for a different request")
-        run_id = request_run(settings, producer, codec, text=body.text, tenant_id=key.tenant_id,
-                             route=body.route, idempotency_key=idempotency_key, requested_by=key.name)
-        return {"run_id": run_id, "status": "accepted", "tenant_id": key.tenant_id}
+        try:
+            run_id = await run_in_threadpool(
+                lambda: request_run(settings, producer, codec, text=body.text, tenant_id=key.tenant_id,
+                                    route=body.route, idempotency_key=idempotency_key,
+                                    requested_by=key.name))
+        except BaseException:
+            if claimed is not None:
+                runs_claimed.release(claimed, asked)  # nothing reached the log: a retry may differ
+            raise
+        return RunAccepted(run_id=run_id, status="accepted", tenant_id=key.tenant_id)
 
-    @app.get("/v1/runs/{run_id}")
-    def get_run(run_id: str, key: ApiKey = needs("read")) -> dict[str, Any]:
+    @app.get("/v1/runs/{run_id}", response_model=RunView, responses=_errors(*_READ))
+    def get_run(run_id: RunId, key: Annotated[ApiKey, needs("read")]) -> RunView:
         events = own_run(run_id, key)
-        return {"run_id": run_id, "status": run_status(events), "events": [event_doc(e) for e in events]}
+        return RunView(run_id=run_id, status=run_status(events),
+                       events=[EventDoc.model_validate(event_doc(e)) for e in events])
 
-    @app.get("/v1/runs/{run_id}/events", response_class=StreamingResponse,
-             responses={200: {"content": {"text/event-stream": {}}}})
-    def stream_run(run_id: str, key: ApiKey = needs("read"),
-                   timeout_s: float = 300.0) -> StreamingResponse:
-        """Server-sent events: the run's events so far, then each new one, until it ends."""
-        own_run(run_id, key)
+    @app.get("/v1/runs/{run_id}/events", response_class=_EventStream, status_code=200,
+             responses={200: {"description": "Server-sent events: the run's events, then `end`.",
+                              "content": {"text/event-stream": {"schema": _EVENT_FRAME}}},
+                        **_errors(*_READ, 429, json_ref=True)})
+    async def stream_run(run_id: RunId, key: Annotated[ApiKey, needs("read")],
+                         timeout_s: Annotated[float, Query(
+                             gt=0, le=3600, allow_inf_nan=False,
+                             description="Seconds to follow a run that has not ended.")] = 300.0,
+                         ) -> _EventStream:
+        """The run's events so far, then each new one, until it ends or `timeout_s` passes."""
+        events = await run_in_threadpool(own_run, run_id, key)
+        full = streams.take(key.id)
+        if full is not None:
+            holder = "this API key" if full == "holder" else "the gateway"
+            most = streams.per_holder if full == "holder" else streams.total
+            raise HTTPException(429, f"{holder} holds {most} open event streams, the most allowed; "
+                                     "close one or try again later", {"Retry-After": str(_RETRY_AFTER_S)})
+        until = time.monotonic() + min(timeout_s, settings.gateway_stream_max_s)
+        return _EventStream(frames(run_id, key.tenant_id, events, until),
+                            on_close=lambda: streams.give_back(key.id))
 
-        def frames() -> Iterator[str]:
-            state = None
-            for event in follow_run(settings, codec, run_id, timeout_s=min(timeout_s, 3600.0)):
-                state = evolve(state, event)
-                yield (f"id: {event.seq}\nevent: {event.event_type}\n"
-                       f"data: {json.dumps(event_doc(event))}\n\n")
-                if state.terminal:
-                    break
-            yield f"event: end\ndata: {json.dumps({'status': state.status if state else 'unknown'})}\n\n"
-
-        return StreamingResponse(frames(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
-
-    @app.post("/v1/runs/{run_id}/cancel", status_code=202)
-    def cancel(run_id: str, body: Cancel, key: ApiKey = needs("submit")) -> dict[str, Any]:
+    @app.post("/v1/runs/{run_id}/cancel", status_code=202, response_model=CancelAccepted,
+              responses=_errors(*_WRITE, s409="The run already ended."))
+    def cancel(run_id: RunId, body: Cancel, key: Annotated[ApiKey, needs("submit")]) -> CancelAccepted:
         events = own_run(run_id, key)
         try:
             cancel_run(settings, producer, codec, run_id, reason=body.reason,
@@ -187,30 +511,48 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             raise HTTPException(404, str(exc)) from None
         except AlreadyEnded as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"run_id": run_id, "status": "cancel_requested"}
+        return CancelAccepted(run_id=run_id, status="cancel_requested")
 
-    @app.get("/v1/approvals")
-    def list_approvals(key: ApiKey = needs("read")) -> list[dict[str, Any]]:
-        return pending_approvals(settings, tenant_id=key.tenant_id)
+    @app.get("/v1/approvals", response_model=list[Approval], responses=_errors(400, 401, 403, 503))
+    def list_approvals(key: Annotated[ApiKey, needs("read")]) -> list[dict[str, Any]]:
+        """The tenant's calls waiting for a person, oldest first."""
+        return pending_approvals(settings, tenant_id=key.tenant_id, codec=codec)
 
-    def _decide(run_id: str, body: Decision, key: ApiKey, approve: bool) -> dict[str, Any]:
-        events = own_run(run_id, key)
-        try:
-            state = decide(settings, producer, codec, run_id, approve=approve, approver=body.approver,
-                           reason=body.reason, events=events)
-        except NoSuchRun as exc:
-            raise HTTPException(404, str(exc)) from None
-        except NotWaiting as exc:
-            raise HTTPException(409, str(exc)) from None
+    async def _decide(run_id: str, body: Decision, key: ApiKey, approve: bool) -> DecisionAccepted:
+        events = await run_in_threadpool(own_run, run_id, key)
+        state = fold(events)
+        if state is None or state.status != Status.AWAITING_APPROVAL or state.parked_event_id is None:
+            status = state.status if state else "unknown"
+            raise HTTPException(409, _already_decided(run_id, events)
+                                or f"run {run_id} is not waiting for an approval (it is {status})")
+        mine = _Decided(uuid.uuid4().hex, approve, body.approver)
+        holder = await calls_decided.claim(state.parked_event_id, mine)
         step = state.parked.step_id if state.parked else None
-        return {"run_id": run_id, "step_id": step, "decision": "approved" if approve else "rejected"}
+        if holder != mine:
+            raise HTTPException(409, f"the call {step} of run {run_id} was already {holder.verb} "
+                                     f"by {holder.approver}")
+        try:
+            await run_in_threadpool(lambda: decide(settings, producer, codec, run_id, approve=approve,
+                                                   approver=body.approver, reason=body.reason, events=events))
+        except NotWaiting as exc:
+            calls_decided.release(state.parked_event_id, mine)
+            raise HTTPException(409, str(exc)) from None
+        except BaseException:
+            calls_decided.release(state.parked_event_id, mine)  # not sent: the call still waits
+            raise
+        return DecisionAccepted(run_id=run_id, step_id=step, decision="approved" if approve else "rejected")
 
-    @app.post("/v1/runs/{run_id}/approve", status_code=202)
-    def approve(run_id: str, body: Decision, key: ApiKey = needs("approve")) -> dict[str, Any]:
-        return _decide(run_id, body, key, True)
+    decision_errors = _errors(*_WRITE, s409="Nothing waits for a decision: the call was already decided, "
+                                            "or the run is not waiting.")
 
-    @app.post("/v1/runs/{run_id}/reject", status_code=202)
-    def reject(run_id: str, body: Decision, key: ApiKey = needs("approve")) -> dict[str, Any]:
-        return _decide(run_id, body, key, False)
+    @app.post("/v1/runs/{run_id}/approve", status_code=202, response_model=DecisionAccepted,
+              responses=decision_errors)
+    async def approve(run_id: RunId, body: Decision, key: Annotated[ApiKey, needs("approve")]) -> DecisionAccepted:
+        return await _decide(run_id, body, key, True)
+
+    @app.post("/v1/runs/{run_id}/reject", status_code=202, response_model=DecisionAccepted,
+              responses=decision_errors)
+    async def reject(run_id: RunId, body: Decision, key: Annotated[ApiKey, needs("approve")]) -> DecisionAccepted:
+        return await _decide(run_id, body, key, False)
 
     return app

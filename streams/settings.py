@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     models_file: Path = REPO_ROOT / "processors" / "models" / "models.yaml"
     """Model providers, prices and each route's planner model."""
 
+    # The gateway's limits: what one client may hold of it, and for how long.
+    gateway_read_timeout_s: float = Field(10.0, gt=0)
+    """Time a client has to send a request's head, and then its body; after it, 408."""
+    gateway_streams_per_key: int = Field(8, ge=1)
+    """Event streams (`GET /v1/runs/{id}/events`) one API key may hold open at once; more: 429."""
+    gateway_streams_total: int = Field(64, ge=1)
+    """Event streams the gateway holds open at once, all keys together; more: 429."""
+    gateway_stream_max_s: float = Field(3600.0, gt=0)
+    """Longest an event stream stays open, whatever its `timeout_s`."""
+    gateway_stream_reads: int = Field(8, ge=1)
+    """Log reads the open event streams make at once, each in a thread."""
+    gateway_claims: int = Field(100_000, ge=1)
+    """Idempotency keys and decided calls the gateway remembers, so a conflicting request is refused
+    at once; an older key is checked against the log."""
+
     # State that follows live work, and processes that heal.
     snapshot_interval_s: float = Field(5.0, gt=0)
     """How often a folding processor writes snapshots of the runs that changed (a restart folds
