@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -74,20 +77,26 @@ def test_bad_requests_get_the_right_status_and_a_clear_message(stack: Stack):
     assert r.status_code == 403 and "may not read" in _error(r)
 
 
+def _frames(r: httpx.Response) -> Iterator[tuple[str | None, Any]]:
+    """The (event, data) of each server-sent event, up to and with `end`."""
+    kind = None
+    for line in r.iter_lines():
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            yield kind, json.loads(line[6:])
+            if kind == "end":
+                return
+
+
 def test_a_run_streams_its_events_as_server_sent_events_until_it_ends(stack: Stack):
     http = stack.client("sse")
     run_id = http.post("/v1/runs", json={"text": "Open a ticket: coffee machine leaking"}).json()["run_id"]
-    frames = []
+    # Until the orchestrator has started it, the run is not on the log: 404, like any missing run.
+    eventually(lambda: http.get(f"/v1/runs/{run_id}").status_code == 200, what="the run to start")
     with http.stream("GET", f"/v1/runs/{run_id}/events", params={"timeout_s": 60}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        kind = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                frames.append((kind, json.loads(line[6:])))
-                if kind == "end":
-                    break
+        frames = list(_frames(r))
     kinds = [k for k, _ in frames]
     assert kinds[0] == "RunStarted" and kinds[-2] == "RunCompleted" and kinds[-1] == "end"
     assert frames[-1][1] == {"status": "completed"}
@@ -100,3 +109,39 @@ def test_the_openapi_document_describes_every_endpoint(base: str):
     assert {"/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/cancel",
             "/v1/approvals", "/v1/runs/{run_id}/approve", "/v1/runs/{run_id}/reject"} <= set(doc["paths"])
     assert "RunRequest" in doc["components"]["schemas"]
+
+
+def test_a_stream_stops_at_its_timeout_and_follows_a_run_through_a_persons_decision(stack: Stack):
+    http = stack.client("sse-parked")
+    run_id = stack.cli_json("submit", "Send an email to buyer@other-corp.example about the renewal",
+                            "--wait", "--tenant", "sse-parked")["run_id"]
+    started = time.monotonic()
+    with http.stream("GET", f"/v1/runs/{run_id}/events", params={"timeout_s": 1}) as r:
+        frames = list(_frames(r))
+    assert frames[-2][0] == "ApprovalRequested" and frames[-1] == ("end", {"status": "awaiting_approval"})
+    assert time.monotonic() - started < 10
+    with http.stream("GET", f"/v1/runs/{run_id}/events", params={"timeout_s": 60}) as r:
+        kinds = []
+        for kind, _ in _frames(r):
+            kinds.append(kind)
+            if kind == "ApprovalRequested":
+                assert http.post(f"/v1/runs/{run_id}/approve", json={"approver": "ana"}).status_code == 202
+    assert kinds[kinds.index("ApprovalRequested") + 1] == "ApprovalGranted"
+    assert kinds[-2:] == ["RunCompleted", "end"]
+
+
+def test_the_openapi_document_declares_every_error_of_every_operation(base: str):
+    doc = httpx.get(f"{base}/openapi.json").json()
+    run_ops = {(m, f"/v1/runs/{{run_id}}{tail}") for m, tail in
+               (("get", ""), ("get", "/events"), ("post", "/cancel"), ("post", "/approve"), ("post", "/reject"))}
+    for (method, path) in {("post", "/v1/runs"), ("get", "/v1/approvals"), *run_ops}:
+        responses = doc["paths"][path][method]["responses"]
+        errors = {400, 401, 403, 503} | ({404} if "{run_id}" in path else set())
+        errors |= {408, 409, 413, 422} if method == "post" else set()
+        errors |= {429} if path.endswith("/events") else set()
+        assert errors <= {int(s) for s in responses}, (method, path, sorted(responses))
+        for status in errors:
+            schema = responses[str(status)]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+    assert set(doc["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
+    assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
