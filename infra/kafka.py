@@ -121,8 +121,12 @@ def cluster_id(path: Path) -> str:
     """The id every node of one cluster is formatted with, made once and kept in `path`."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Kafka's Uuid text form: 16 random bytes in URL-safe base64 without padding.
-        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+        # Kafka's Uuid text form: 16 random bytes in URL-safe base64 without padding; like Kafka's
+        # own, never one that starts with "-", which a command line takes for an option.
+        text = "-"
+        while text.startswith("-"):
+            text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        path.write_text(text)
     return path.read_text().strip()
 
 
@@ -137,7 +141,7 @@ def format_storage(home: Path, *, cluster: str, heap: str = "256m") -> None:
     if (home / "data" / "meta.properties").exists():
         return
     subprocess.run(
-        [*_java(home, heap), "kafka.tools.StorageTool", "format", "-t", cluster,
+        [*_java(home, heap), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
          "-c", str(home / "server.properties")],
         check=True, stdout=subprocess.DEVNULL, env={**os.environ},
     )
