@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,8 @@ def read_log(stack: Stack, topic: str) -> list[Message]:
     reader = consumer(stack.settings, None, **{"enable.partition.eof": True, "log_level": 0})
     partitions = reader.list_topics(topic, timeout=30).topics[topic].partitions
     reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    records, at_end = [], set()
+    records: list[Message] = []
+    at_end: set[int] = set()
     deadline = time.monotonic() + 120
     try:
         while len(at_end) < len(partitions):
@@ -140,12 +141,19 @@ def read_log(stack: Stack, topic: str) -> list[Message]:
     return records
 
 
-def read_events(stack: Stack) -> dict[str, list[Event]]:
-    """The events topic, decoded, by run in log order."""
+def read_events(stack: Stack, topic: str | None = None) -> dict[str, list[Event]]:
+    """The events topic (or `topic`, e.g. the inbox), decoded, by run in log order; on another
+    topic than the events, records that do not decode are left out."""
+    topic = topic or stack.settings.events_topic
     codec = make_codec(stack.settings)
     by_run: dict[str, list[Event]] = {}
-    for msg in read_log(stack, stack.settings.events_topic):
-        e = codec.decode(msg.value())
+    for msg in read_log(stack, topic):
+        try:
+            e = codec.decode(msg.value())
+        except Exception:  # poison on the inbox is the dead-letter path's business, not this report's
+            if topic == stack.settings.events_topic:
+                raise
+            continue
         by_run.setdefault(e.run_id, []).append(e)
     return by_run
 
@@ -156,14 +164,25 @@ _ANSWERED_BY = {"RunStarted": "planner", "ToolProposed": "guard", "ToolApproved"
                 "ApprovalRequested": "the approver (a person)"}
 
 
-def waiting_for(timeline: list[Event]) -> str:
-    """Who should act next on a run that has not ended: the process a stuck run points at."""
+def waiting_for(timeline: list[Event], inbox: Sequence[Event] = ()) -> str:
+    """Who should act next on a run that has not ended: the process a stuck run points at. An
+    answer to the run's last request already on the inbox (`inbox`: the run's inbox records) means
+    the orchestrator has not applied it."""
     if not timeline:
         return "orchestrator (accepted on the inbox, never started)"
     last = timeline[-1]
+    asked = {last.event_id}
     if last.event_type in ("RequestRetried", "StepTimedOut"):
-        asked = last.payload.request_type  # type: ignore[union-attr]
-        return f"{_ANSWERED_BY.get(asked, 'orchestrator')} (a retried {asked})"
+        asked.add(last.payload.request_id)  # type: ignore[union-attr]
+    # A worker's answer, not a timer's record (the timer's are on the inbox too, applied or not).
+    applied = {e.event_id for e in timeline} | {e.causation_id for e in timeline}
+    answers = [r.event_type for r in inbox
+               if r.causation_id in asked and r.actor != "timer" and r.event_id not in applied]
+    if answers:
+        return f"orchestrator (answered on the inbox: {', '.join(dict.fromkeys(answers))})"
+    if last.event_type in ("RequestRetried", "StepTimedOut"):
+        kind = last.payload.request_type  # type: ignore[union-attr]
+        return f"{_ANSWERED_BY.get(kind, 'orchestrator')} (a retried {kind})"
     return _ANSWERED_BY.get(last.event_type, "orchestrator")
 
 
@@ -197,13 +216,16 @@ def _stacks(pid: int) -> str:
     return f"--- its threads (py-spy dump):\n{(dump.stdout or dump.stderr).strip()}"
 
 
-def _describe_unended(by_run: dict[str, list[Event]], run_ids: set[str], limit: int = 5) -> tuple[str, set[str]]:
+def _describe_unended(stack: Stack, by_run: dict[str, list[Event]], run_ids: set[str],
+                      limit: int = 5) -> tuple[str, set[str]]:
     stuck = {r: by_run.get(r, []) for r in sorted(run_ids) if not (by_run.get(r) and by_run[r][-1].is_terminal)}
-    blamed = Counter(waiting_for(t) for t in stuck.values())
+    inbox = read_events(stack, stack.settings.inbox_topic)
+    waits = {r: waiting_for(t, inbox.get(r, [])) for r, t in stuck.items()}
+    blamed = Counter(waits.values())
     lines = [f"{len(stuck)} of {len(run_ids)} run(s) did not end; they wait for: {dict(blamed)}"]
     for run_id, timeline in list(stuck.items())[:limit]:
         tail = [f"{e.seq}:{e.event_type}@{e.event_time:%H:%M:%S}" for e in timeline[-4:]]
-        lines.append(f"  {run_id}: last events {tail or ['none']} -> waiting for {waiting_for(timeline)}")
+        lines.append(f"  {run_id}: last events {tail or ['none']} -> waiting for {waits[run_id]}")
     services = {w.split()[0] for w in blamed if w.split()[0] in SERVICES}
     return "\n".join(lines), services
 
@@ -226,7 +248,7 @@ def wait_for_runs(stack: Stack, chaos: Chaos, run_ids: set[str], *, label: str, 
         now = time.monotonic()
         if now > deadline or now - moved > stall_s:
             why = f"no new event for {now - moved:.0f} s" if now - moved > stall_s else f"{timeout_s:.0f} s passed"
-            summary, blamed = _describe_unended(by_run, run_ids)
+            summary, blamed = _describe_unended(stack, by_run, run_ids)
             raise AssertionError(f"{label}: {summary}\n({why}; client errors: {chaos.errors or 'none'})\n"
                                  f"{health(stack, sorted(blamed))}")
         time.sleep(2)
@@ -273,8 +295,9 @@ def check_outcome(stack: Stack, by_run: dict[str, list[Event]], run_ids: set[str
         assert kinds.count("RunStarted") == 1, f"{label}: run {run_id}: {kinds.count('RunStarted')} RunStarted"
         statuses[timeline[-1].event_type] += 1
         for e in timeline:
-            if e.event_type == "ToolApproved" and e.payload.tool in SIDE_EFFECTS:
-                approved[(e.payload.tool, e.payload.idempotency_key)] += 1
+            call: Any = e.payload
+            if e.event_type == "ToolApproved" and call.tool in SIDE_EFFECTS:
+                approved[(call.tool, call.idempotency_key)] += 1
     twice = {k: n for k, n in approved.items() if n > 1}
     assert not twice, f"{label}: calls approved more than once: {dict(list(twice.items())[:5])}"
 
