@@ -110,7 +110,7 @@ def topics(click_ctx: click.Context, as_json: bool) -> None:
 def _check(row: dict[str, Any]) -> str:
     notes = list(row["problems"])
     if row.get("under_replicated"):
-        notes.append(f"{row['under_replicated']} partition(s) under-replicated")
+        notes.append(f"{row['under_replicated']} under-replicated")
     return "; ".join(notes) or "ok"
 
 
