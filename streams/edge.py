@@ -217,7 +217,7 @@ def end_offsets(reader: Consumer, topic: str, partitions: Iterable[int], *,
         for p in partitions:
             out[p] = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
     except KafkaException as exc:
-        raise LogUnavailable(f"{topic} did not answer ({exc.args[0]})") from None
+        raise LogUnavailable(f"{topic} did not answer within {timeout_s:g} s; try again ({exc.args[0]})") from None
     return out
 
 

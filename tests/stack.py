@@ -54,10 +54,27 @@ class Stack:
                             headers={"Authorization": f"Bearer {key['secret']}"}, timeout=30)
 
     def stop(self, service: str) -> None:
-        pid = self.cli_json("status")["services"][service]["pid"]
-        os.kill(pid, signal.SIGTERM)
-        eventually(lambda: not self.cli_json("status")["services"][service]["alive"],
-                   what=f"{service} to stop")
+        """Stop `service` and keep it stopped: the watchdog stops first (`up` starts it again)."""
+        for name in dict.fromkeys(("watchdog", service)):
+            pid = self.cli_json("status")["services"][name]["pid"]
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            eventually(lambda name=name: not self.cli_json("status")["services"][name]["alive"],
+                       what=f"{name} to stop")
+
+    def kill(self, *services: str) -> None:
+        """SIGKILL `services` and leave them down until `up`: the watchdog is stopped first, so
+        it does not start them again meanwhile."""
+        self.stop("watchdog")
+        status = self.cli_json("status")["services"]
+        for name in services:
+            if status[name]["alive"]:
+                os.kill(status[name]["pid"], signal.SIGKILL)
+        eventually(lambda: not any(self.cli_json("status")["services"][n]["alive"] for n in services),
+                   what=f"{', '.join(services)} to die")
 
     def take_out(self, node_id: int) -> None:
         """From now on `up` leaves local broker `node_id` stopped, as it would a machine lost for good."""

@@ -53,7 +53,7 @@ def test_http_lists_parked_calls_and_a_rejection_ends_the_run_without_sending(st
     assert "ToolExecuted" not in [e["event_type"] for e in run["events"]]
     assert _mails_for(stack, run_id) == []
     again = http.post(f"/v1/runs/{run_id}/approve", json={"approver": "x"})
-    assert again.status_code == 409 and "not waiting" in again.json()["error"]["message"]
+    assert again.status_code == 409 and "already rejected by sec-lead" in again.json()["error"]["message"]
     assert http.post(f"/v1/runs/{uuid.uuid4()}/approve", json={"approver": "x"}).status_code == 404
     assert http.post(f"/v1/runs/{run_id}/approve", json={}).status_code == 422
 

@@ -4,8 +4,6 @@ exactly, dead letters, and a restarted orchestrator rebuilding from the log."""
 from __future__ import annotations
 
 import io
-import os
-import signal
 from collections import Counter
 
 import fastavro
@@ -13,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from fastavro.schema import load_schema
 
-from schemas.codec import AVRO_DIR
+from schemas.codec import AVRO_DIR, EventCodec
 from streams.partitioning import partition_for
 from tests.integration.conftest import Stack, eventually
 
@@ -40,11 +38,12 @@ def read_topic(stack: Stack, topic: str) -> list:
 
 
 def test_every_event_is_keyed_by_run_with_a_type_header_and_decodes_with_the_avsc_files(stack: Stack):
-    stack.cli_json("submit", "How many products do we sell?", "--wait")
-    # An independent reader: fastavro and the .avsc files, none of agentlog's code.
+    run_id = stack.cli_json("submit", "How many products do we sell?", "--wait")["run_id"]
+    # An independent reader: fastavro and the .avsc files, none of agentlog's code. (Other tests
+    # write records no agentlog process wrote onto the log: the run's own records are read.)
     schema = fastavro.parse_schema(load_schema(str(AVRO_DIR / "agentlog.Event.avsc")))
-    messages = read_topic(stack, stack.settings.events_topic)
-    assert messages
+    messages = [m for m in read_topic(stack, stack.settings.events_topic) if m.key() == run_id.encode()]
+    assert len(messages) >= 6
     seqs: dict[str, list[int]] = {}
     for m in messages:
         value = m.value()
@@ -63,9 +62,18 @@ def test_every_event_is_keyed_by_run_with_a_type_header_and_decodes_with_the_avs
 def test_clickhouse_holds_exactly_the_events_of_the_log_each_once(stack: Stack):
     stack.cli_json("submit", "Open a ticket: badge reader broken on floor 3", "--wait")
 
+    codec = EventCodec()
+
+    def decodes(value: bytes | None) -> bool:
+        try:
+            codec.decode(value or b"")
+            return True
+        except ValueError:
+            return False  # written onto the log by another test: dead-lettered, not stored
+
     def log() -> Counter:
         return Counter((m.key().decode(), m.partition(), m.offset())
-                       for m in read_topic(stack, stack.settings.events_topic))
+                       for m in read_topic(stack, stack.settings.events_topic) if decodes(m.value()))
 
     def stored() -> Counter:
         rows = stack.sql("SELECT run_id, source_partition, source_offset FROM agent_events")
@@ -95,9 +103,7 @@ def test_an_undecodable_inbox_record_is_dead_lettered_and_the_orchestrator_goes_
 def test_a_killed_orchestrator_is_restarted_by_up_and_rebuilds_runs_from_the_log(stack: Stack):
     parked = stack.cli_json("submit", "Email the weekly report to partner@example.org", "--wait")
     assert parked["status"] == "awaiting_approval"
-    pid = stack.cli_json("status")["services"]["orchestrator"]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    eventually(lambda: not stack.cli_json("status")["services"]["orchestrator"]["alive"], what="death")
+    stack.kill("orchestrator")
     started = stack.cli("up").stdout
     assert "started orchestrator" in started and "planner" not in started.split("started")[1].split("·")[0]
     # The rebuilt state still knows the parked call, so the approval continues that run.

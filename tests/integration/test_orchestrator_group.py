@@ -27,7 +27,7 @@ def test_a_second_orchestrator_shares_the_work_and_takes_over_when_the_first_die
                               env={**stack.env, "AGENTLOG_INSTANCE_ID": "1"}, stdout=log,
                               stderr=subprocess.STDOUT)
     try:
-        eventually(lambda: "assigned inbox partitions" in stack.settings.path(
+        eventually(lambda: "live runs from" in stack.settings.path(
             "logs", "orchestrator-1.log").read_text(), what="the second orchestrator to join")
         before = [stack.cli_json("submit", f"How many orders are pending? ({i})", "--wait")
                   for i in range(4)]

@@ -8,8 +8,6 @@ rebuilds its state past them after a restart), and ordinary runs still complete.
 from __future__ import annotations
 
 import io
-import os
-import signal
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -143,10 +141,7 @@ def test_poison_on_the_inbox_and_the_log_is_dead_lettered_and_nothing_stops(stac
     before = len(dead)
 
     # Every service killed and restarted: each rebuilds its state past the poison on the log.
-    for service in SERVICES:
-        os.kill(stack.cli_json("status")["services"][service]["pid"], signal.SIGKILL)
-    eventually(lambda: not any(stack.cli_json("status")["services"][s]["alive"] for s in SERVICES),
-               what="every service to die")
+    stack.kill(*SERVICES)
     stack.cli("up")
     assert _all_up(stack)
     _a_run_completes(stack, "How many customers do we have in Germany?")
@@ -157,10 +152,7 @@ def test_poison_on_the_inbox_and_the_log_is_dead_lettered_and_nothing_stops(stac
     _a_run_completes(stack, "Open a ticket: badge reader broken on floor 3")
     eventually(lambda: {("ev2-null", "executor"), ("in2-null", "orchestrator")} <= set(_dead_letters(stack)),
                what="the second round to be dead-lettered")
-    for service in SERVICES:
-        os.kill(stack.cli_json("status")["services"][service]["pid"], signal.SIGKILL)
-    eventually(lambda: not any(stack.cli_json("status")["services"][s]["alive"] for s in SERVICES),
-               what="every service to die")
+    stack.kill(*SERVICES)
     stack.cli("up")
     _a_run_completes(stack, "What are the API rate limits?")
     assert _all_up(stack)

@@ -31,9 +31,13 @@ def types(run: dict) -> list[str]:
 def test_status_reports_kafka_and_every_service(stack: Stack):
     info = stack.cli_json("status")
     assert info["kafka"]["bootstrap"] == f"127.0.0.1:{stack.settings.kafka_port}"
-    expected = {"mail", "orchestrator", "planner", "guard", "executor", "responder", "sink", "gateway"}
+    expected = {"mail", "orchestrator", "planner", "guard", "executor", "responder", "sink", "gateway",
+                "watchdog"}
     assert set(info["services"]) == expected
     assert all(s["alive"] and isinstance(s["pid"], int) for s in info["services"].values())
+    # Alive is not all: each folding or consuming service says whether it works.
+    assert all(info["services"][s]["state"] in ("idle", "working", "waiting")
+               for s in ("orchestrator", "planner", "guard", "executor", "responder", "sink"))
 
 
 def test_a_docs_question_is_answered_from_the_documents(stack: Stack):
@@ -118,7 +122,7 @@ def test_the_same_idempotency_key_twice_is_one_run(stack: Stack):
 def test_gateway_accepts_runs_over_http_idempotently(stack: Stack):
     http = stack.client("acme")
     key = f"http-{uuid.uuid4()}"
-    body = {"text": "What are the API rate limits?", "route": "support"}
+    body = {"text": "What are the API rate limits?", "route": "demo"}
     first = http.post("/v1/runs", json=body, headers={"Idempotency-Key": key})
     second = http.post("/v1/runs", json=body, headers={"Idempotency-Key": key})
     assert first.status_code == second.status_code == 202
@@ -127,5 +131,5 @@ def test_gateway_accepts_runs_over_http_idempotently(stack: Stack):
     run = eventually(lambda: (r := http.get(f"/v1/runs/{run_id}")).status_code == 200
                      and r.json()["status"] == "completed" and r.json(), what="the HTTP run")
     assert [e["event_type"] for e in run["events"]].count("RunStarted") == 1
-    assert run["events"][0]["payload"]["route"] == "support"
+    assert run["events"][0]["payload"]["route"] == "demo"
     assert run["events"][0]["payload"]["requested_by"] == "tests-acme"

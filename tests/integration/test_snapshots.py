@@ -4,9 +4,7 @@ ended run (dropped) from one of a run that never existed (dead-lettered)."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,11 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _restart(stack: Stack, *services: str) -> None:
-    status = stack.cli_json("status")["services"]
-    for name in services:
-        os.kill(status[name]["pid"], signal.SIGKILL)
-    eventually(lambda: not any(stack.cli_json("status")["services"][s]["alive"] for s in services),
-               what="the kills")
+    stack.kill(*services)
     stack.cli("up")
 
 
