@@ -26,8 +26,8 @@ from schemas.events import Event
 from streams.kafka import consumer
 from streams.settings import Settings
 
-__all__ = ["LogUnavailable", "Poison", "Intake", "Outbox", "read_partitions", "next_batch", "commit",
-           "end_offsets", "lag", "DLQ_HEADERS"]
+__all__ = ["ClientFailed", "LogUnavailable", "Poison", "Intake", "Outbox", "read_partitions", "next_batch",
+           "commit", "end_offsets", "lag", "DLQ_HEADERS"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,11 @@ _TRANSIENT = frozenset({
 
 class LogUnavailable(RuntimeError):
     """The log did not answer in time: a run cannot be told missing from unreadable."""
+
+
+class ClientFailed(RuntimeError):
+    """A Kafka client that cannot be used any more (fatal error): end the process, whose
+    process manager (the watchdog, systemd, Kubernetes) starts a fresh one."""
 
 
 class Poison(ValueError):
@@ -154,10 +159,14 @@ class Intake:
                 self.park(msg, str(exc))
 
     def consume_error(self, msg: Message) -> bool:
-        """True (and logged) when `msg` is an error event rather than a record."""
+        """True (and logged) when `msg` is an error event rather than a record; `ClientFailed`
+        when the error leaves the consumer unusable (e.g. fenced: another member took its
+        static identity), so the process ends and its process manager starts a fresh one."""
         err = msg.error()
         if err is None:
             return False
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            raise ClientFailed(f"{self.service}: the consumer failed for good: {err}")
         if err.code() != KafkaError._PARTITION_EOF:
             log.warning("%s: consume error: %s", self.service, err)
         return True
@@ -217,7 +226,8 @@ def end_offsets(reader: Consumer, topic: str, partitions: Iterable[int], *,
         for p in partitions:
             out[p] = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
     except KafkaException as exc:
-        raise LogUnavailable(f"{topic} did not answer within {timeout_s:g} s; try again ({exc.args[0]})") from None
+        raise LogUnavailable(f"{topic} did not answer within {timeout_s:g} s; try again "
+                             f"({exc.args[0]})") from None
     return out
 
 

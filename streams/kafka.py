@@ -61,7 +61,7 @@ def consumer(settings: Settings, group: str | None, *, static: bool = True, **ex
     config = {
         **_base(settings), "group.id": group or "agentlog-reader", "enable.auto.commit": False,
         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-        "session.timeout.ms": 15_000, "on_commit": _commit_done, **extra,
+        "session.timeout.ms": 45_000, "on_commit": _commit_done, **extra,
     }
     if group is not None and static:
         config["group.instance.id"] = f"{group}-{settings.instance_id}"

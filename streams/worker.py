@@ -15,14 +15,14 @@ the RequestRetried.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from processors.state import FoldError, RunState, evolve
 from schemas.events import Event, RequestRetried
-from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch
+from streams.edge import ClientFailed, Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch
 from streams.kafka import consumer, header, headers_for, make_codec, producer
 from streams.live_runs import LiveRuns
 from streams.service import ServiceContext, utcnow
@@ -96,6 +96,9 @@ class _Worker:
                 self.ctx.beat()
                 try:
                     self.step()
+                except ClientFailed as exc:
+                    self.ctx.log.error("%s; exiting", exc)
+                    raise SystemExit(1) from None
                 except (KafkaException, LogUnavailable) as exc:
                     # Nothing committed past what was delivered: go on from the committed offsets.
                     self.ctx.waiting("kafka", exc)
@@ -117,7 +120,7 @@ class _Worker:
             self.ctx.progressed()
             return
         jobs = [job for msg in batch if (job := self.take(msg)) is not None]
-        for job in _decide(jobs, self.handle, self.pool):
+        for job in _decide(jobs, self.handle, self.pool, beat=self.ctx.beat):
             if isinstance(job.result, Refused):
                 self.intake.park(job.msg, f"refused: {job.result}")
             elif isinstance(job.result, Exception):
@@ -193,8 +196,10 @@ def run_worker(ctx: ServiceContext, *, handles: frozenset[str], handle: Handler,
     _Worker(ctx, handles=handles, handle=handle, fold=fold, concurrency=concurrency).run()
 
 
-def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None) -> list[_Job]:
-    """Run the handler on every job; a run's jobs in order, different runs side by side."""
+def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None, *,
+            beat: Callable[[], None]) -> list[_Job]:
+    """Run the handler on every job; a run's jobs in order, different runs side by side (the
+    heartbeat goes on while they work: a slow tool is not a stalled worker)."""
     def run_all(mine: list[_Job]) -> None:
         for job in mine:
             try:
@@ -205,9 +210,11 @@ def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None) 
     by_run: dict[str, list[_Job]] = {}
     for job in jobs:
         by_run.setdefault(job.asked.run_id, []).append(job)
-    if pool is None or len(by_run) < 2:
+    if pool is None:
         run_all(jobs)
-    else:
-        for done in [pool.submit(run_all, mine) for mine in by_run.values()]:
-            done.result()
+        return jobs
+    pending = {pool.submit(run_all, mine) for mine in by_run.values()}
+    while pending:
+        _done, pending = wait(pending, timeout=1.0)
+        beat()
     return jobs

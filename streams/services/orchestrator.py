@@ -13,9 +13,13 @@ broken for good ends the process (the watchdog starts a new one).
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -23,7 +27,7 @@ from processors.orchestrator import due_timers, handle
 from processors.state import RunState
 from schemas.codec import EventCodec
 from schemas.events import Event
-from streams.edge import Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch
+from streams.edge import ClientFailed, Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch
 from streams.kafka import consumer, header, headers_for, make_codec, producer
 from streams.live_runs import LiveRuns
 from streams.orchestration import orchestrator_config
@@ -31,7 +35,7 @@ from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
 from streams.snapshots import Record
 
-TXN_TIMEOUT_S = 30.0
+TXN_TIMEOUT_S = 10.0
 """Longest wait of one transactional call; a call that times out is retried until
 `TXN_DEADLINE_S`, then the transaction is aborted."""
 TXN_DEADLINE_S = 60.0
@@ -65,6 +69,7 @@ class Orchestrator:
                              remember_finished=True)
         self.needs_reset = False
         self.in_transaction = False
+        self._txn_thread = ThreadPoolExecutor(1, thread_name_prefix="transactions")
 
     def _delivered(self, msg: Message) -> None:
         # Where a run's events begin, for rebuilding it should its snapshot be unreadable.
@@ -146,7 +151,7 @@ class Orchestrator:
         deadline = time.monotonic() + TXN_DEADLINE_S
         while True:
             try:
-                call()
+                self._bounded(what, call)
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -155,6 +160,25 @@ class Orchestrator:
                 if err.txn_requires_abort() or not err.retriable() or time.monotonic() > deadline:
                     raise _Abort(f"{what}: {err}") from None
                 self.ctx.waiting("kafka", f"{what}: {err}")
+
+    def _bounded(self, what: str, call: Callable[[], None]) -> None:
+        """`call` on the transactions thread, beating meanwhile. One that outlives its own timeout
+        (librdkafka #5456: `send_offsets_to_transaction` can block past it while the group
+        coordinator moves) leaves the producer wedged: the process ends, and the one started in
+        its place fences it, which aborts its open transaction."""
+        done = self._txn_thread.submit(call)
+        deadline = time.monotonic() + TXN_TIMEOUT_S + 15
+        while True:
+            try:
+                done.result(timeout=1.0)
+                return
+            except FutureTimeout:
+                self.ctx.beat()
+                if time.monotonic() > deadline:
+                    self.ctx.log.error("%s did not return in %.0f s: exiting, for a fresh producer to "
+                                       "take over", what, TXN_TIMEOUT_S + 15)
+                    logging.shutdown()
+                    os._exit(1)
 
     def _apply(self, msg: Message, pending: dict[str, tuple[RunState, int]]) -> None:
         try:
@@ -191,7 +215,7 @@ class Orchestrator:
         """Abort the open transaction, waiting out a broker that is away."""
         while self.in_transaction:
             try:
-                self.out.abort_transaction(TXN_TIMEOUT_S)
+                self._bounded("abort_transaction", lambda: self.out.abort_transaction(TXN_TIMEOUT_S))
                 self.in_transaction = False
             except KafkaException as exc:
                 err = exc.args[0]
@@ -231,7 +255,7 @@ class Orchestrator:
             self.ctx.progressed()
 
     def run(self) -> None:
-        self.out.init_transactions(TXN_TIMEOUT_S)
+        self._bounded("init_transactions", lambda: self.out.init_transactions(TXN_TIMEOUT_S))
         self.inbox.subscribe([self.settings.inbox_topic], on_assign=self.on_assign,
                              on_revoke=self.on_revoke)
         try:
@@ -239,6 +263,9 @@ class Orchestrator:
                 self.ctx.beat()
                 try:
                     self.step()
+                except ClientFailed as exc:
+                    self.ctx.log.error("%s; exiting", exc)
+                    raise SystemExit(1) from None
                 except (_Abort, KafkaException, LogUnavailable) as exc:
                     err = exc.args[0] if exc.args else exc
                     if isinstance(err, KafkaError) and err.fatal():

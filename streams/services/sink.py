@@ -14,7 +14,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from sinks.clickhouse import ClickHouseStore, EventRow, event_row
-from streams.edge import Intake, LogUnavailable, Outbox, commit, lag
+from streams.edge import ClientFailed, Intake, LogUnavailable, Outbox, commit, lag
 from streams.kafka import consumer, make_codec, producer
 from streams.query_api import chdb_path, clickhouse_password, serve_queries
 from streams.service import ServiceContext
@@ -101,6 +101,9 @@ class Sink:
                 self.ctx.beat()
                 try:
                     self.step()
+                except ClientFailed as exc:
+                    self.ctx.log.error("%s; exiting", exc)
+                    raise SystemExit(1) from None
                 except (KafkaException, LogUnavailable) as exc:
                     self.ctx.waiting("kafka", exc)
                     self.needs_reset = True
