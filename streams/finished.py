@@ -75,6 +75,7 @@ class FinishedRuns:
     def _seal(self) -> None:
         blob = self._blob()
         self._unwritten[self._page] = blob
-        self._sealed = np.sort(np.concatenate([self._sealed, np.frombuffer(blob, dtype=_DTYPE)]))
+        page = np.frombuffer(blob, dtype=_DTYPE)  # sorted already: merged in one pass, not re-sorted
+        self._sealed = np.insert(self._sealed, np.searchsorted(self._sealed, page), page)
         self._page += 1
         self._open = set()
