@@ -50,12 +50,13 @@ from streams.claims import Claims, Places
 from streams.kafka import producer as make_producer
 from streams.models_config import load_models_config
 from streams.query_api import QueryError
+from streams.run_reads import RunReader
+from streams.run_reads import RunView as ReadView
 from streams.runs import (
     AlreadyEnded,
     LogUnavailable,
     NoSuchRun,
     cancel_run,
-    read_run,
     request_run,
     run_id_for,
     run_status,
@@ -314,6 +315,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                   description="Runs of AI agents as immutable event timelines on Kafka. Every error "
                               "is `{\"error\": {\"status\", \"message\"}}`.")
     producer = make_producer(settings)
+    reads = RunReader(settings, codec)
     routes = frozenset(load_models_config(settings.models_file).routes)
     runs_claimed: Claims[bytes] = Claims(capacity=settings.gateway_claims)
     calls_decided: Claims[_Decided] = Claims(capacity=settings.gateway_claims)
@@ -374,25 +376,28 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             return key
         return Depends(check)
 
-    def own_run(run_id: str, key: ApiKey) -> list[Event]:
-        """The run's events if it is the key's tenant's; any other run is missing, so that a run
+    def own_view(run_id: str, key: ApiKey) -> ReadView:
+        """The run as read, if it is the key's tenant's; any other run is missing, so that a run
         id tells nothing about another tenant."""
         if "\x00" in run_id:
             raise HTTPException(400, "run_id: must not contain NUL bytes")
         try:
-            events = read_run(settings, codec, run_id, tenant_id=key.tenant_id)
+            view = reads.read(run_id, tenant_id=key.tenant_id)
         except (ValueError, TypeError) as exc:
             # Records under this key that do not decode: whose run it is cannot be told.
             log.warning("run %s cannot be read: %s", run_id, exc)
-            events = []
-        if not events or any(e.tenant_id != key.tenant_id for e in events):
+            raise HTTPException(404, f"no run {run_id}") from None
+        if not view.events or any(e.tenant_id != key.tenant_id for e in view.events):
             raise HTTPException(404, f"no run {run_id}")
-        return events
+        return view
+
+    def own_run(run_id: str, key: ApiKey) -> list[Event]:
+        return own_view(run_id, key).events
 
     def requested(run_id: str, tenant_id: str) -> bytes | None:
         """The fingerprint of the request that made `run_id`, if the log has it."""
         try:
-            events = read_run(settings, codec, run_id, tenant_id=tenant_id)
+            events = reads.read(run_id, tenant_id=tenant_id).events
         except (ValueError, TypeError):
             return _UNREADABLE
         started = next((e.payload for e in events if isinstance(e.payload, RunStarted)), None)
@@ -400,13 +405,15 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             return _fingerprint(started.text, started.route)
         return _UNREADABLE if events else None
 
-    async def poll(run_id: str, tenant_id: str, after_seq: int) -> list[Event]:
-        """The run's events past `after_seq`: the one read an open stream makes of the log."""
-        events = await anyio.to_thread.run_sync(
-            lambda: read_run(settings, codec, run_id, tenant_id=tenant_id), limiter=stream_reads)
-        return [e for e in events if e.seq > after_seq]
+    async def poll(run_id: str, tenant_id: str, view: ReadView, after_seq: int) -> list[Event]:
+        """The run's events past `after_seq`: an open stream reads only the log's tail after what
+        it has read (not the run again)."""
+        await anyio.to_thread.run_sync(lambda: reads.tail(view, run_id, tenant_id=tenant_id),
+                                       limiter=stream_reads)
+        return [e for e in view.events if e.seq > after_seq]
 
-    async def frames(run_id: str, tenant_id: str, events: list[Event], until: float) -> AsyncIterator[str]:
+    async def frames(run_id: str, tenant_id: str, view: ReadView, until: float) -> AsyncIterator[str]:
+        events = list(view.events)
         state: RunState | None = None
         sent, quiet_since = 0, time.monotonic()
         while True:
@@ -427,7 +434,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                 yield ": keep-alive\n\n"  # a comment: proxies keep the connection, a gone client shows
             await asyncio.sleep(min(STREAM_POLL_S, until - now))
             try:
-                events = await poll(run_id, tenant_id, sent)
+                events = await poll(run_id, tenant_id, view, sent)
             except (LogUnavailable, KafkaException, ValueError, TypeError) as exc:
                 log.warning("stream of run %s stopped: %s", run_id, exc)
                 status = 503 if isinstance(exc, (LogUnavailable, KafkaException)) else 500
@@ -489,7 +496,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                              description="Seconds to follow a run that has not ended.")] = 300.0,
                          ) -> _EventStream:
         """The run's events so far, then each new one, until it ends or `timeout_s` passes."""
-        events = await run_in_threadpool(own_run, run_id, key)
+        view = await run_in_threadpool(own_view, run_id, key)
         full = streams.take(key.id)
         if full is not None:
             holder = "this API key" if full == "holder" else "the gateway"
@@ -497,7 +504,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             raise HTTPException(429, f"{holder} holds {most} open event streams, the most allowed; "
                                      "close one or try again later", {"Retry-After": str(_RETRY_AFTER_S)})
         until = time.monotonic() + min(timeout_s, settings.gateway_stream_max_s)
-        return _EventStream(frames(run_id, key.tenant_id, events, until),
+        return _EventStream(frames(run_id, key.tenant_id, view, until),
                             on_close=lambda: streams.give_back(key.id))
 
     @app.post("/v1/runs/{run_id}/cancel", status_code=202, response_model=CancelAccepted,
