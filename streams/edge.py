@@ -24,10 +24,11 @@ from processors.state import FoldError
 from schemas.codec import DecodeError, EventCodec
 from schemas.events import Event
 from streams.kafka import consumer
+from streams.service import ServiceContext
 from streams.settings import Settings
 
 __all__ = ["ClientFailed", "LogUnavailable", "Poison", "Intake", "Outbox", "read_partitions", "next_batch",
-           "commit", "end_offsets", "lag", "DLQ_HEADERS"]
+           "commit", "end_offsets", "lag", "serve", "DLQ_HEADERS"]
 
 log = logging.getLogger(__name__)
 
@@ -299,3 +300,23 @@ def lag(source: Consumer) -> int | None:
         # A transaction's commit marker takes an offset the consumer never sees: one is not work.
         total += max(high - tp.offset - 1, 0)
     return total if known else None
+
+
+def serve(ctx: ServiceContext, step: Callable[[], None], *, recover: Callable[[Exception], None]) -> None:
+    """Run a service's `step` until it is asked to stop. A client that failed for good ends the
+    process (its process manager starts a fresh one); a log that does not answer is waited out
+    and `recover` decides how to go on (read again from the last commit)."""
+    while not ctx.stopping:
+        ctx.beat()
+        try:
+            step()
+        except ClientFailed as exc:
+            ctx.log.error("%s; exiting", exc)
+            raise SystemExit(1) from None
+        except (KafkaException, LogUnavailable) as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                ctx.log.error("a Kafka client failed for good (%s); exiting", err)
+                raise SystemExit(1) from None
+            ctx.waiting("kafka", exc)
+            recover(exc)

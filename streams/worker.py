@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from processors.state import FoldError, RunState, evolve
 from schemas.events import Event, RequestRetried
-from streams.edge import ClientFailed, Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch
+from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, producer
 from streams.live_runs import LiveRuns
 from streams.service import ServiceContext, utcnow
@@ -92,17 +92,8 @@ class _Worker:
         self.source.subscribe([self.settings.events_topic], on_assign=self.on_assign,
                               on_revoke=self.on_revoke)
         try:
-            while not self.ctx.stopping:
-                self.ctx.beat()
-                try:
-                    self.step()
-                except ClientFailed as exc:
-                    self.ctx.log.error("%s; exiting", exc)
-                    raise SystemExit(1) from None
-                except (KafkaException, LogUnavailable) as exc:
-                    # Nothing committed past what was delivered: go on from the committed offsets.
-                    self.ctx.waiting("kafka", exc)
-                    self.needs_reset = True
+            # Nothing is committed past what was delivered: after a failure, go on from the commit.
+            serve(self.ctx, self.step, recover=lambda _exc: setattr(self, "needs_reset", True))
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)

@@ -27,7 +27,7 @@ from processors.orchestrator import due_timers, handle
 from processors.state import RunState
 from schemas.codec import EventCodec
 from schemas.events import Event
-from streams.edge import ClientFailed, Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch
+from streams.edge import Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, producer
 from streams.live_runs import LiveRuns
 from streams.orchestration import orchestrator_config
@@ -41,7 +41,7 @@ TXN_TIMEOUT_S = 10.0
 TXN_DEADLINE_S = 60.0
 
 
-class _Abort(Exception):
+class _Abort(LogUnavailable):
     """The transaction cannot be committed: abort it and go on from the last commit."""
 
 
@@ -254,30 +254,21 @@ class Orchestrator:
         if not batch:
             self.ctx.progressed()
 
+    def recover(self, _exc: Exception) -> None:
+        """After a failed transaction: abort it, then restore and read again from the commit."""
+        try:
+            self.abort()
+        except KafkaException as broken:
+            self.ctx.log.error("transaction not aborted (%s); exiting", broken)
+            raise SystemExit(1) from None
+        self.needs_reset = True
+
     def run(self) -> None:
         self._bounded("init_transactions", lambda: self.out.init_transactions(TXN_TIMEOUT_S))
         self.inbox.subscribe([self.settings.inbox_topic], on_assign=self.on_assign,
                              on_revoke=self.on_revoke)
         try:
-            while not self.ctx.stopping:
-                self.ctx.beat()
-                try:
-                    self.step()
-                except ClientFailed as exc:
-                    self.ctx.log.error("%s; exiting", exc)
-                    raise SystemExit(1) from None
-                except (_Abort, KafkaException, LogUnavailable) as exc:
-                    err = exc.args[0] if exc.args else exc
-                    if isinstance(err, KafkaError) and err.fatal():
-                        self.ctx.log.error("producer failed for good (%s); exiting", err)
-                        raise SystemExit(1) from None
-                    self.ctx.waiting("kafka", exc)
-                    try:
-                        self.abort()
-                    except KafkaException as broken:
-                        self.ctx.log.error("transaction not aborted (%s); exiting", broken)
-                        raise SystemExit(1) from None
-                    self.needs_reset = True
+            serve(self.ctx, self.step, recover=self.recover)
         finally:
             self.timer_out.producer.flush(10)
             self.inbox.close()

@@ -14,7 +14,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from sinks.clickhouse import ClickHouseStore, EventRow, event_row
-from streams.edge import ClientFailed, Intake, LogUnavailable, Outbox, commit, lag
+from streams.edge import Intake, LogUnavailable, Outbox, commit, lag, serve
 from streams.kafka import consumer, make_codec, producer
 from streams.query_api import chdb_path, clickhouse_password, serve_queries
 from streams.service import ServiceContext
@@ -97,16 +97,7 @@ class Sink:
     def run(self) -> None:
         self.source.subscribe([self.topic], on_assign=self.on_assign)
         try:
-            while not self.ctx.stopping:
-                self.ctx.beat()
-                try:
-                    self.step()
-                except ClientFailed as exc:
-                    self.ctx.log.error("%s; exiting", exc)
-                    raise SystemExit(1) from None
-                except (KafkaException, LogUnavailable) as exc:
-                    self.ctx.waiting("kafka", exc)
-                    self.needs_reset = True
+            serve(self.ctx, self.step, recover=lambda _exc: setattr(self, "needs_reset", True))
         finally:
             self.source.close()
             self.out.producer.flush(10)
