@@ -195,28 +195,18 @@ class Intake:
         self.park(msg, f"not foldable: {exc}")
 
 
-def commit(source: Consumer, *, asynchronous: bool = False, deadline_s: float = 30.0) -> bool:
-    """Commit the consumed positions, waiting out a coordinator that is loading or moving.
-    False when the commit did not happen in time or the group moved on (a rebalance hands the
-    records to the next owner, which answers them again: at-least-once).
-
-    asynchronous: send the commit and go on (its outcome is only logged, by the consumer's
-    `on_commit`); for loops whose answers are already delivered, where a lost commit costs
-    only a repeated answer."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            source.commit(asynchronous=asynchronous)
-            return True
-        except KafkaException as exc:
-            err = exc.args[0]
-            code = err.code() if isinstance(err, KafkaError) else None
-            if code == KafkaError._NO_OFFSET:
-                return True
-            if code not in _TRANSIENT or time.monotonic() > deadline:
-                log.warning("commit not done (%s); the records will be delivered again", err)
-                return False
-            time.sleep(0.5)
+def commit(source: Consumer) -> None:
+    """Send the commit of the consumed positions and go on (its outcome is logged by the
+    consumer's `on_commit`). Only called once what the records led to is delivered or stored, so
+    a commit that is lost costs a repeated answer (workers, which the orchestrator drops) or
+    nothing (the sink resumes after what its table holds); and it never blocks the loop on a
+    coordinator that is loading or moving."""
+    try:
+        source.commit(asynchronous=True)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if not (isinstance(err, KafkaError) and err.code() == KafkaError._NO_OFFSET):
+            log.warning("commit not sent (%s); the records will be delivered again", err)
 
 
 def end_offsets(reader: Consumer, topic: str, partitions: Iterable[int], *,

@@ -133,8 +133,8 @@ class _Worker:
             self.out.flush(30)
         # The answers are delivered: committing now is safe. A commit that does not happen
         # re-delivers, and the orchestrator drops what it already applied.
-        if commit(self.source, asynchronous=True):
-            self.ctx.progressed()
+        commit(self.source)
+        self.ctx.progressed()
         self.ctx.parked = sum(self.intake.parked.values())
 
     def take(self, msg: Message) -> _Job | None:
