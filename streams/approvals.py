@@ -36,7 +36,7 @@ def pending_approvals(settings: Settings, *, tenant_id: str | None = None,
                                   "payload": json.loads(row["payload"])}
     intake = Intake(settings, codec or make_codec(settings), service="approvals", dead_letters=None)
     starts = {p: through.get(p, -1) + 1 for p in range(settings.partitions)}
-    for msg in read_partitions(settings, settings.events_topic, starts):
+    for msg in read_partitions(settings, settings.events_topic, starts, tail=True):
         if header(msg.headers(), "event_type") not in APPROVAL_EVENTS:
             continue
         if tenant_id is not None and header(msg.headers(), "tenant_id") != tenant_id:

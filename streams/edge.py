@@ -45,6 +45,9 @@ _TRANSIENT = frozenset({
 })
 
 
+_PAST_ANY_END = 2**62
+
+
 class LogUnavailable(RuntimeError):
     """The log did not answer in time: a run cannot be told missing from unreadable."""
 
@@ -224,34 +227,41 @@ def end_offsets(reader: Consumer, topic: str, partitions: Iterable[int], *,
 
 def read_partitions(settings: Settings, topic: str, starts: Mapping[int, int], *,
                     stops: Mapping[int, int] | None = None, timeout_s: float = 10.0,
-                    reader: Consumer | None = None) -> Iterator[Message]:
+                    reader: Consumer | None = None, tail: bool = False) -> Iterator[Message]:
     """The records (committed ones only) of each partition in `starts`, from its start offset
     up to its stop offset (exclusive; default: its end when the read begins), in offset order
     per partition.
 
     timeout_s: the longest wait for the broker to answer at all; past it `LogUnavailable`.
     reader: a consumer to reuse (assigned here, unassigned after); otherwise one is made.
+    tail: a short read to the end of what is committed, ended by the partition's end alone
+    (no watermark request first: one round trip less for a run read).
     """
     own = reader is None
     if reader is None:
-        reader = consumer(settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
+        reader = consumer(settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 1})
     try:
-        marks = end_offsets(reader, topic, starts, timeout_s=timeout_s)
         todo: dict[int, int] = {}
-        for p, start in starts.items():
-            low, high = marks[p]
-            stop = min(high, stops[p]) if stops and p in stops else high
-            if max(start, low) < stop:
-                todo[p] = stop
+        if tail and stops is None:
+            todo = dict.fromkeys(starts, _PAST_ANY_END)
+            begin = dict(starts)
+        else:
+            marks = end_offsets(reader, topic, starts, timeout_s=timeout_s)
+            begin = {p: max(start, marks[p][0]) for p, start in starts.items()}
+            for p in starts:
+                high = marks[p][1]
+                stop = min(high, stops[p]) if stops and p in stops else high
+                if begin[p] < stop:
+                    todo[p] = stop
         if not todo:
             return
-        reader.assign([TopicPartition(topic, p, max(starts[p], marks[p][0])) for p in todo])
+        reader.assign([TopicPartition(topic, p, begin[p]) for p in todo])
         last_heard = time.monotonic()
         while todo:
             if time.monotonic() - last_heard > timeout_s:
                 raise LogUnavailable(f"{topic} at {settings.bootstrap_servers} did not answer "
                                      f"within {timeout_s:g} s; try again")
-            for msg in reader.consume(500, timeout=0.2):
+            for msg in next_batch(reader, max_messages=500, timeout_s=0.2):
                 p, err = msg.partition(), msg.error()
                 if p not in todo:
                     continue

@@ -86,7 +86,7 @@ class RunReader:
         reader = self._reader()
         try:
             for msg in read_partitions(self.settings, self.settings.events_topic,
-                                       {view.partition: view.next_offset}, reader=reader):
+                                       {view.partition: view.next_offset}, reader=reader, tail=True):
                 view.next_offset = (msg.offset() or 0) + 1
                 if msg.key() != key:
                     continue
@@ -129,7 +129,7 @@ class RunReader:
         try:
             return self._pool.get_nowait()
         except queue.Empty:
-            return consumer(self.settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
+            return consumer(self.settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 1})
 
 
 def _event(row: dict[str, Any]) -> Event:
