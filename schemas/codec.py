@@ -15,7 +15,7 @@ import io
 import json
 import re
 import struct
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,7 +70,7 @@ class SchemaRegistry(Protocol):
     def schema_str(self, schema_id: int) -> str: ...
 
 
-@lru_cache(maxsize=None)
+@cache
 def expanded_schema(name: str) -> dict[str, Any]:
     """Schema `agentlog.<name>` with every named type it references inlined."""
     schema = load_schema(str(AVRO_DIR / f"agentlog.{name}.avsc"), _write_hint=False)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, SkipValidation, model_validator
 
@@ -232,16 +232,16 @@ class RunCompleted(Record):
     duration_ms: Long
 
 
-Payload = Union[
-    RunRequested, RunStarted, PlanGenerated, PlanRejected, ToolProposed, ToolApproved,
-    ToolRejected, ApprovalRequested, ApprovalGranted, ApprovalDenied, ApprovalExpired,
-    ToolExecuted, ObservationCaptured, ResponseRequested, ResponseDrafted, ResponseFinalized,
-    BudgetExceeded, StepTimedOut, RequestRetried, RunTimedOut, RunCancelled, RunFailed,
-    RunCompleted,
-]
+Payload = (
+    RunRequested | RunStarted | PlanGenerated | PlanRejected | ToolProposed | ToolApproved
+    | ToolRejected | ApprovalRequested | ApprovalGranted | ApprovalDenied | ApprovalExpired
+    | ToolExecuted | ObservationCaptured | ResponseRequested | ResponseDrafted | ResponseFinalized
+    | BudgetExceeded | StepTimedOut | RequestRetried | RunTimedOut | RunCancelled | RunFailed
+    | RunCompleted
+)
 
 # Order matters: it is the order of the Avro union in agentlog.Event.avsc.
-PAYLOAD_TYPES: dict[str, type[Record]] = {t.__name__: t for t in Payload.__args__}  # type: ignore[attr-defined]
+PAYLOAD_TYPES: dict[str, type[Record]] = {t.__name__: t for t in get_args(Payload)}
 
 TERMINAL_TYPES = frozenset({"RunCompleted", "RunFailed", "RunCancelled"})
 

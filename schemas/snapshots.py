@@ -7,7 +7,7 @@ offset) and, for the orchestrator, `FinishedRunsPage`s: the runs that ended and 
 
 from __future__ import annotations
 
-from typing import Union
+from typing import get_args
 
 from schemas.events import (
     ApprovalRequested,
@@ -68,10 +68,10 @@ class FinishedRunsPage(Record):
     run_digests: bytes
 
 
-Body = Union[RunSnapshot, Checkpoint, FinishedRunsPage]
+Body = RunSnapshot | Checkpoint | FinishedRunsPage
 
 # Order matters: it is the order of the Avro union in agentlog.Snapshot.avsc.
-BODY_TYPES: dict[str, type[Record]] = {t.__name__: t for t in Body.__args__}  # type: ignore[attr-defined]
+BODY_TYPES: dict[str, type[Record]] = {t.__name__: t for t in get_args(Body)}
 
 
 class Snapshot(Record):
