@@ -432,7 +432,7 @@ def _metric_test(key: str, arg: object) -> ConditionTest:
         raise ValueError(f"unknown run metric test {key!r} (metrics: {', '.join(METRICS)}; "
                          f"comparisons: {', '.join('_' + c for c in _COMPARISONS)})")
     if isinstance(arg, bool) or not isinstance(arg, (int, float)):
-        raise ValueError(f"{key} expects a number, got {arg!r}")  # noqa: TRY004 - becomes PolicyError
+        raise ValueError(f"{key} expects a number, got {arg!r}")  # becomes PolicyError
     compare, symbol = _COMPARISONS[op]
     limit = float(arg)
 
@@ -449,7 +449,7 @@ def _metric_test(key: str, arg: object) -> ConditionTest:
 
 def _require(value: object, kind: type[Any], wanted: str) -> Any:
     if not isinstance(value, kind):
-        raise ValueError(f"expects {wanted}, got {value!r}")  # noqa: TRY004 - becomes PolicyError
+        raise ValueError(f"expects {wanted}, got {value!r}")  # becomes PolicyError
     return value
 
 

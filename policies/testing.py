@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 CASE_SUFFIXES = (".cases.yaml", ".cases.yml")
-FRESH_RUN: Mapping[str, float] = {m: 0 for m in METRICS}
+FRESH_RUN: Mapping[str, float] = dict.fromkeys(METRICS, 0)
 """The counters of a run that has done nothing yet: what a call without run_metrics is about."""
 
 _CALL_KEYS = {"tool", "input", "run_metrics", "tenant_id", "route"}
