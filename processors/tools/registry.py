@@ -6,7 +6,7 @@ the executor reads a tool's timeout and side-effect flag from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ class ToolRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ToolSpec]:
         return iter(self._tools.values())
 
     def get(self, name: str) -> ToolSpec | None:

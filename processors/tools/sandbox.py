@@ -85,6 +85,7 @@ def run_sandboxed(
             [sys.executable, "-m", "processors.tools.sandbox"],
             input=request.encode("utf-8"),
             capture_output=True,
+            check=False,  # the child's exit status is interpreted below
             timeout=timeout_s,
             cwd=REPO_ROOT,
             env=_child_env(),
@@ -93,7 +94,7 @@ def run_sandboxed(
         )
     except subprocess.TimeoutExpired:
         return outcome("timeout", None, f"{tool}: timed out after {timeout_s:g}s (child killed)")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to start is the call's error, not the runtime's
         return outcome(
             "error", None, f"{tool}: could not start the sandbox: {type(exc).__name__}: {exc}"
         )
@@ -149,6 +150,9 @@ class WarmSandbox:
             reply = json.loads(reply_line) if reply_line else None
         except ValueError:
             reply = None
+        status: Literal["ok", "error"]
+        output: dict[str, Any] | None
+        error: str | None
         if isinstance(reply, dict) and reply.get("ok") is True and isinstance(reply.get("output"), dict):
             status, output, error = "ok", reply["output"], None
         elif isinstance(reply, dict) and reply.get("ok") is False and isinstance(reply.get("error"), str):
@@ -159,7 +163,7 @@ class WarmSandbox:
             return outcome("error", None, f"{tool}: sandbox child {why}")
         if self._served >= self._max_calls:
             self._discard()
-        return outcome(status, output, error)  # type: ignore[arg-type]
+        return outcome(status, output, error)
 
     def close(self) -> None:
         self._discard()
@@ -170,7 +174,8 @@ class WarmSandbox:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "processors.tools.sandbox", "--serve"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                cwd=REPO_ROOT, env=_child_env(), preexec_fn=lambda: _apply_limits(limits),
+                # Runs between fork and exec: only setrlimit calls on precomputed values.
+                cwd=REPO_ROOT, env=_child_env(), preexec_fn=lambda: _apply_limits(limits),  # noqa: PLW1509
             )
             self._served = 0
         return self._proc
@@ -272,7 +277,7 @@ def _reply_line(raw: bytes | str) -> str:
         return json.dumps(
             {"ok": False, "error": "sandbox: the tool ran out of memory (address-space limit)"}
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the child reports every failure of the tool as data
         return json.dumps({"ok": False, "error": f"sandbox: {type(exc).__name__}: {exc}"})
 
 

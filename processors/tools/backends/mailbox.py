@@ -39,7 +39,8 @@ class _MaildirHandler:
         self._box = mailbox.Maildir(maildir, create=True)
         self._keys = _stored_keys(self._box)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    # aiosmtpd names its hooks after the SMTP command.
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         # No await inside: check-then-store cannot interleave with another session's DATA.
         content = envelope.original_content or b""
         headers = BytesHeaderParser(policy=policy.default).parsebytes(content)
