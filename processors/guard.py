@@ -27,8 +27,8 @@ def decide_call(proposed: Event, *, policy: Policy, now: datetime,
         tool=p.tool, input=call_input if isinstance(call_input, dict) else {"<invalid>": p.input_json},
         run_metrics=p.run_metrics.model_dump(), tenant_id=proposed.tenant_id, route=p.route,
     )
-    common = dict(step_id=p.step_id, tool=p.tool, rule=decision.rule, reason=decision.reason,
-                  policy_version=decision.policy_version)
+    common = {"step_id": p.step_id, "tool": p.tool, "rule": decision.rule, "reason": decision.reason,
+              "policy_version": decision.policy_version}
     if decision.action == "allow":
         payload: ToolApproved | ToolRejected | ApprovalRequested = ToolApproved(
             input_json=p.input_json, idempotency_key=p.idempotency_key, **common)

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from processors.observations import summarize
 from processors.state import REQUEST_ANSWERS, OpenRequest, RunState, Status, evolve
 from schemas.events import (
+    ApprovalDenied,
     ApprovalExpired,
+    ApprovalGranted,
     ApprovalRequested,
     BudgetExceeded,
     Event,
@@ -110,8 +112,8 @@ def handle(state: RunState | None, record: Event, *, now: datetime,
     appended: list[Event] = []
     for draft in drafts:
         state = _append(state, draft, record, now, appended)
-    while state is not None and (draft := _follow_up(state, config)) is not None:
-        state = _append(state, draft, record, now, appended)
+    while state is not None and (follow := _follow_up(state, config)) is not None:
+        state = _append(state, follow, record, now, appended)
     return Outcome(tuple(appended), state)
 
 
@@ -192,17 +194,19 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
         return ObservationCaptured(step_id=p.step_id, tool=p.tool, status=p.status,
                                    summary=summarize(p)), ACTOR, cause
     if kind == "ApprovalGranted":
+        assert isinstance(p, ApprovalGranted)
         parked = _parked_request(state)
         return ToolApproved(
             step_id=parked.step_id, tool=parked.tool, input_json=parked.input_json,
             idempotency_key=f"{state.run_id}/{parked.step_id}", rule=parked.rule,
-            reason=f"approved by {p.approver}: {p.reason}".rstrip(": "),  # type: ignore[union-attr]
-            policy_version=parked.policy_version, approved_by=p.approver,  # type: ignore[union-attr]
+            reason=f"approved by {p.approver}: {p.reason}".rstrip(": "),
+            policy_version=parked.policy_version, approved_by=p.approver,
         ), ACTOR, cause
     if kind in ("ApprovalDenied", "ApprovalExpired"):
         parked = _parked_request(state)
-        who = getattr(p, "approver", None)
-        reason = f"rejected by {who}: {p.reason}" if who else "approval expired"  # type: ignore[union-attr]
+        who = p.approver if isinstance(p, ApprovalDenied) else None
+        why = p.reason if isinstance(p, ApprovalDenied) else ""
+        reason = f"rejected by {who}: {why}" if who else "approval expired"
         return ToolRejected(step_id=parked.step_id, tool=parked.tool, rule=parked.rule,
                             reason=reason.rstrip(": "), policy_version=parked.policy_version,
                             rejected_by=who), ACTOR, cause

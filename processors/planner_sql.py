@@ -182,8 +182,7 @@ def _filters(text: str, base: str, *, money: bool = False) -> list[_Cond]:
             conds.append(_eq(table, "id", int(m.group(2))))
         else:
             conds.append(_eq("orders", f"{table[:-1]}_id", int(m.group(2))))
-    for address in EMAIL.findall(text):
-        conds.append(_eq("customers", "email", address.lower()))
+    conds.extend(_eq("customers", "email", address.lower()) for address in EMAIL.findall(text))
     year, month = _YEAR.search(low), _MONTH.search(low)
     if year or month:
         table, column = _date_column(base, money=money)
@@ -436,8 +435,8 @@ def _alter_sql(low: str, text: str) -> str | None:
         return f"ALTER TABLE {table} DROP COLUMN {_ident(drop.group('c1') or drop.group('c2'))}"
     if (rename := _RENAME.search(rest)) and (table := table or _table_name(rename["t"])):
         if rename.group("c"):
-            return f"ALTER TABLE {table} RENAME COLUMN {_ident(rename.group('c'))} TO " \
-                   f"{_ident(rename.group('new'))}"
+            return (f"ALTER TABLE {table} RENAME COLUMN {_ident(rename.group('c'))} TO "
+                    f"{_ident(rename.group('new'))}")
         return f"ALTER TABLE {table} RENAME TO {_ident(rename.group('new'))}"
     # "alter the customers table" names no change; adding a column is the mildest one that parses.
     return f"ALTER TABLE {table} ADD COLUMN notes TEXT" if alter and table else None

@@ -9,14 +9,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 from schemas.events import (
     ApprovalRequested,
+    BudgetExceeded,
     Event,
     ObservationCaptured,
     PlanGenerated,
+    PlanRejected,
     PlanStep,
     RequestRetried,
+    ResponseDrafted,
+    ResponseFinalized,
     RunMetrics,
     RunStarted,
     ToolApproved,
@@ -209,7 +214,7 @@ def evolve(state: RunState | None, event: Event) -> RunState:
                         f"but the next is {state.seq + 1}")
     p = event.payload
     kind = event.event_type
-    changes: dict[str, object] = {"seq": event.seq, "last": event}
+    changes: dict[str, Any] = {"seq": event.seq, "last": event}
     open_requests = dict(state.open_requests)
     if kind in _ANSWERS and event.causation_id is not None:
         open_requests.pop(event.causation_id, None)
@@ -223,8 +228,9 @@ def evolve(state: RunState | None, event: Event) -> RunState:
         changes.update(steps=tuple(p.steps), budget_usd=p.budget_usd, step_index=0,
                        metrics=_add_cost(state.metrics, p.model_call.cost_usd))
     elif kind == "PlanRejected":
-        changes.update(failure="plan rejected: " + "; ".join(p.errors),  # type: ignore[union-attr]
-                       metrics=_add_cost(state.metrics, p.model_call.cost_usd))  # type: ignore[union-attr]
+        assert isinstance(p, PlanRejected)
+        changes.update(failure="plan rejected: " + "; ".join(p.errors),
+                       metrics=_add_cost(state.metrics, p.model_call.cost_usd))
     elif kind == "ToolProposed":
         changes.update(proposed=p, proposed_event_id=event.event_id)
     elif kind == "ApprovalRequested":
@@ -246,24 +252,27 @@ def evolve(state: RunState | None, event: Event) -> RunState:
         changes["metrics"] = _metrics_after(state.metrics, p)
     elif kind == "ObservationCaptured":
         assert isinstance(p, ObservationCaptured)
-        changes.update(observations=state.observations + (p,), step_index=state.step_index + 1)
+        changes.update(observations=(*state.observations, p), step_index=state.step_index + 1)
     elif kind == "BudgetExceeded":
-        reason = f"{p.limit} exceeded: {p.reason}"  # type: ignore[union-attr]
+        assert isinstance(p, BudgetExceeded)
+        reason = f"{p.limit} exceeded: {p.reason}"
         changes["stopped"] = reason
         if not state.steps:
             changes["failure"] = reason
     elif kind == "ResponseDrafted":
-        changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)  # type: ignore[union-attr]
+        assert isinstance(p, ResponseDrafted)
+        changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)
     elif kind == "ResponseFinalized":
-        changes["answer"] = p.text  # type: ignore[union-attr]
-        if p.model_call is not None:  # type: ignore[union-attr]
-            changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)  # type: ignore[union-attr]
+        assert isinstance(p, ResponseFinalized)
+        changes["answer"] = p.text
+        if p.model_call is not None:
+            changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)
     if kind in ("RunCompleted", "RunFailed", "RunCancelled"):
         open_requests.clear()
         changes.update(parked=None, parked_event_id=None, active_since=None,
                        active_s=state.active_at(event.event_time))
     changes["open_requests"] = open_requests
-    return replace(state, **changes)  # type: ignore[arg-type]
+    return replace(state, **changes)
 
 
 def fold(events: list[Event]) -> RunState | None:

@@ -174,7 +174,7 @@ class ChatClient:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self._max_backoff_s)
-        base = min(self._backoff_s * 2**attempt, self._max_backoff_s)
+        base = min(self._backoff_s * 2.0**attempt, self._max_backoff_s)
         # Jitter spreads the retries of many clients that failed together.
         return min(base + self._rng.uniform(0, base / 2), self._max_backoff_s)
 
@@ -217,11 +217,13 @@ def _content(reply: Mapping[str, Any], url: str) -> str:
 
 def _usage(reply: Mapping[str, Any], texts: tuple[str, str]) -> tuple[int, int]:
     usage = reply.get("usage")
-    counts = []
+    counts: list[int] = []
     for key, text in zip(("prompt_tokens", "completion_tokens"), texts, strict=True):
         value = usage.get(key) if isinstance(usage, dict) else None
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        counts.append(value if ok else estimate_tokens(text))
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            counts.append(value)
+        else:
+            counts.append(estimate_tokens(text))
     return counts[0], counts[1]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-
 from processors.models.chat import ChatClient, estimate_tokens
 from processors.plan import AgentPlan
 from processors.prompts import Prompt

@@ -150,9 +150,9 @@ def _recordings_of(doc: dict[str, Any]) -> list[tuple[str, int, Recording]]:
         raise ValueError("expected a run with 'events' or an event with 'run_id' and 'event_type'")
     if not isinstance(run_id, str) or not run_id:
         raise ValueError("no run_id")
-    out = []
+    out: list[tuple[str, int, Recording]] = []
     for event in events:
-        model = _PLANNING.get(event.get("event_type"))  # type: ignore[arg-type]
+        model = _PLANNING.get(event.get("event_type", ""))
         if model is None:
             continue  # another event of a run: nothing to replay from it
         payload = event.get("payload")
@@ -160,8 +160,9 @@ def _recordings_of(doc: dict[str, Any]) -> list[tuple[str, int, Recording]]:
             payload = json.loads(payload)
         recording = _recording(event["event_type"], model.model_validate(payload))
         seq = event.get("seq")
-        out.append((run_id, seq if isinstance(seq, int) else 0, recording))
-    return out  # type: ignore[return-value]
+        if recording is not None:  # always: the payload is a plan or a rejected one
+            out.append((run_id, seq if isinstance(seq, int) else 0, recording))
+    return out
 
 
 _PLANNING: dict[str, type[PlanGenerated] | type[PlanRejected]] = {

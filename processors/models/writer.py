@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-
 from processors.models.chat import ChatClient
 from processors.models.errors import ModelError
 from processors.models.ports import WrittenResponse

@@ -10,7 +10,14 @@ from __future__ import annotations
 from processors.replay.compare import Divergence
 from processors.replay.counterfactual import Candidate, Simulation, replay_run, simulate
 from processors.replay.dataset import (
-    FORMAT, DatasetError, RecordedRun, Reference, event_doc, parse_line, read_lines, run_doc,
+    FORMAT,
+    DatasetError,
+    RecordedRun,
+    Reference,
+    event_doc,
+    parse_line,
+    read_lines,
+    run_doc,
     run_from_doc,
 )
 from processors.replay.exact import RunCheck, check_run, inbox_record

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from processors.executor import execution_result, refusal
@@ -30,7 +30,15 @@ from processors.responder import ACTOR as RESPONDER
 from processors.responder import draft_response
 from processors.results import answer
 from processors.state import RunState, Status
-from schemas.events import Event, ResponseFinalized, RunStarted, ToolApproved, ToolProposed
+from schemas.events import (
+    Event,
+    ResponseDrafted,
+    ResponseFinalized,
+    RunStarted,
+    StepTimedOut,
+    ToolApproved,
+    ToolProposed,
+)
 
 __all__ = ["Candidate", "Simulation", "simulate", "replay_run"]
 
@@ -81,7 +89,7 @@ def simulate(run: RecordedRun, *, candidate: Candidate, baseline: Processors,
         recording).
     """
     sim = Simulation(run, candidate, world if world is not None else RecordedWorld(run),
-                     run.events[0].event_time if run.events else datetime.min)
+                     run.events[0].event_time if run.events else datetime.min.replace(tzinfo=UTC))
     if run.started is not None:
         _simulate(sim, baseline)
     else:
@@ -163,7 +171,8 @@ def _next_input(sim: Simulation, state: RunState, baseline: Processors) -> Event
     timed_out = sim.world.timeout(asked.kind, asked.attempt)
     if timed_out is not None:  # the recorded worker did not answer in time: neither does this one
         p = timed_out.payload
-        sim.now = max(sim.now, asked.asked_at + timedelta(seconds=p.timeout_s))  # type: ignore[union-attr]
+        assert isinstance(p, StepTimedOut)
+        sim.now = max(sim.now, asked.asked_at + timedelta(seconds=p.timeout_s))
         return timed_out.model_copy(update={
             "run_id": state.run_id, "tenant_id": state.tenant_id, "seq": 0,
             "event_id": f"replay:{timed_out.event_id}", "causation_id": request_id,
@@ -209,10 +218,9 @@ def _answer(sim: Simulation, trigger: Event, state: RunState, baseline: Processo
                                 cost_usd=seen.cost_usd, now=sim.now)
     if trigger.event_type == "ResponseRequested":
         return draft_response(trigger, now=sim.now, stopped=state.stopped)
-    if trigger.event_type == "ResponseDrafted":
-        draft_text: str = trigger.payload.text  # type: ignore[union-attr]
+    if isinstance(p, ResponseDrafted):
         if sim.candidate.writers is None:
-            recorded = sim.world.finalized(draft_text)
+            recorded = sim.world.finalized(p.text)
             if recorded is not None:
                 return _later(sim, answer(trigger, recorded, actor=RESPONDER, now=sim.now),
                               recorded.model_call)

@@ -106,12 +106,13 @@ def run_from_doc(doc: Mapping[str, Any]) -> RecordedRun:
     if not isinstance(raw, list):
         raise DatasetError(f"run {run_id}: 'events' is not a list")
     events = []
-    for item in raw:
-        if not isinstance(item, dict):
+    for stored in raw:
+        if not isinstance(stored, dict):
             raise DatasetError(f"run {run_id}: an event is not an object")
-        payload = item.get("payload")
+        payload = stored.get("payload")
+        item = stored
         if isinstance(payload, str):  # as ClickHouse stores it
-            item = {**item, "payload": json.loads(payload)}
+            item = {**stored, "payload": json.loads(payload)}
         try:
             events.append(Event.model_validate(
                 {**item, "run_id": run_id, "tenant_id": item.get("tenant_id") or tenant_id}))

@@ -15,7 +15,17 @@ from typing import Protocol
 
 from processors.replay.dataset import RecordedRun
 from processors.replay.summary import ACTION_OF
-from schemas.events import ApprovalRequested, Event, ResponseFinalized, StepTimedOut, ToolExecuted
+from schemas.events import (
+    ApprovalRequested,
+    Event,
+    ResponseDrafted,
+    ResponseFinalized,
+    StepTimedOut,
+    ToolApproved,
+    ToolExecuted,
+    ToolProposed,
+    ToolRejected,
+)
 
 __all__ = ["World", "RecordedWorld", "call_key"]
 
@@ -68,19 +78,21 @@ class RecordedWorld:
         for e in run.events:
             p = e.payload
             cause = by_id.get(e.causation_id or "")
-            if e.event_type == "ToolApproved":
-                approved_calls[e.event_id] = call_key(p.tool, p.input_json)  # type: ignore[union-attr]
-            if e.event_type in ACTION_OF and cause is not None and cause.event_type == "ToolProposed":
-                key = call_key(cause.payload.tool, cause.payload.input_json)  # type: ignore[union-attr]
-                self._decisions.setdefault(key, (ACTION_OF[e.event_type], p.rule))  # type: ignore[union-attr]
+            if isinstance(p, ToolApproved):
+                approved_calls[e.event_id] = call_key(p.tool, p.input_json)
+            proposed = cause.payload if cause is not None else None
+            if isinstance(p, ToolApproved | ToolRejected | ApprovalRequested) \
+                    and isinstance(proposed, ToolProposed):
+                key = call_key(proposed.tool, proposed.input_json)
+                self._decisions.setdefault(key, (ACTION_OF[e.event_type], p.rule))
             elif isinstance(p, ToolExecuted) and e.causation_id in approved_calls:
                 self._observations[approved_calls[e.causation_id]].append(p)
             elif e.event_type in ("ApprovalGranted", "ApprovalDenied", "ApprovalExpired") \
                     and cause is not None and isinstance(cause.payload, ApprovalRequested):
                 parked = cause.payload
                 self._people[call_key(parked.tool, parked.input_json)] = (e, e.event_time - cause.event_time)
-            elif e.event_type == "ResponseDrafted":
-                drafts[e.event_id] = p.text  # type: ignore[union-attr]
+            elif isinstance(p, ResponseDrafted):
+                drafts[e.event_id] = p.text
             elif isinstance(p, ResponseFinalized) and p.model_call is not None \
                     and e.causation_id in drafts:
                 self._finals[drafts[e.causation_id]] = p
@@ -118,6 +130,9 @@ class RecordedWorld:
         """The recorded StepTimedOut of the next request of this type at this attempt: the
         worker was not there to answer (each recorded timeout happens once, in order)."""
         found = self._timeouts.get(request_type)
-        if found and found[0].payload.attempt == attempt:  # type: ignore[union-attr]
+        if not found:
+            return None
+        head = found[0].payload
+        if isinstance(head, StepTimedOut) and head.attempt == attempt:
             return found.popleft()
         return None

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from processors.state import fold
-from schemas.events import Event, ModelCall, PlanGenerated, PlanRejected
+from schemas.events import Event, ModelCall, PlanGenerated, PlanRejected, ToolExecuted
 
 __all__ = ["ACTION_OF", "summarize", "model_latency_ms"]
 
@@ -27,8 +27,8 @@ def model_latency_ms(events: Sequence[Event]) -> int:
         call: ModelCall | None = getattr(e.payload, "model_call", None)
         if call is not None:
             total += call.latency_ms
-        elif e.event_type == "ToolExecuted":
-            total += e.payload.duration_ms  # type: ignore[union-attr]
+        elif isinstance(e.payload, ToolExecuted):
+            total += e.payload.duration_ms
     return total
 
 
