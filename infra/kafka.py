@@ -17,7 +17,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["LIBS_DIR", "broker_command", "cluster_id", "ensure_jars", "format_storage", "voters", "write_config"]
+__all__ = ["LIBS_DIR", "broker_command", "cluster_id", "ensure_jars", "format_storage", "voters",
+           "write_config"]
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
 

@@ -11,6 +11,7 @@ import argparse
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import fastavro
 from confluent_kafka import Consumer
@@ -20,11 +21,13 @@ SCHEMA = fastavro.parse_schema(
     load_schema(str(Path(__file__).resolve().parents[2] / "schemas/avro/agentlog.Event.avsc")))
 
 
-def decode(value: bytes) -> dict:
+def decode(value: bytes) -> dict[str, Any]:
     # Avro single-object encoding: C3 01, an 8-byte schema fingerprint, then the body.
     assert value[:2] == b"\xc3\x01", "not single-object encoded (a Schema Registry is in use?)"
-    return fastavro.schemaless_reader(io.BytesIO(value[10:]), SCHEMA, return_record_name=True,
-                                      return_record_name_override=True)
+    event = fastavro.schemaless_reader(io.BytesIO(value[10:]), SCHEMA, return_record_name=True,
+                                       return_record_name_override=True)
+    assert isinstance(event, dict)  # the schema is a record
+    return event
 
 
 def main() -> None:
@@ -43,7 +46,10 @@ def main() -> None:
             continue
         if dict(msg.headers() or [])["event_type"] != b"RunCompleted":
             continue  # skipped without decoding
-        event = decode(msg.value())
+        value = msg.value()
+        if value is None:
+            continue  # a tombstone: nothing to decode
+        event = decode(value)
         _, done = event["payload"]
         print(json.dumps({"run_id": event["run_id"], "tenant_id": event["tenant_id"],
                           "outcome": done["outcome"], "cost_usd": done["cost_usd"]}), flush=True)
