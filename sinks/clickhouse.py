@@ -68,6 +68,7 @@ class ClickHouseStore:
         self._client = client
         self._dsn = dsn
         self._password = password
+        self._through: dict[str, dict[int, int]] = {}
 
     @classmethod
     def connect(cls, *, url: str | None, chdb_path: str | None = None,
@@ -105,6 +106,19 @@ class ClickHouseStore:
             self._client.insert("agent_events", list(rows), column_names=COLUMNS,
                                 settings={"insert_deduplication_token": token,
                                           "deduplicate_blocks_in_dependent_materialized_views": 1})
+            for row in rows:
+                through = self._through_of(row[9])
+                through[row[10]] = max(through.get(row[10], -1), row[11])
+
+    def through(self, topic: str) -> dict[int, int]:
+        """Per partition of `topic`, the highest offset stored (a copy), kept in memory by the
+        process that inserts (read from the table once): what a run read asks before every read."""
+        return dict(self._through_of(topic))
+
+    def _through_of(self, topic: str) -> dict[int, int]:
+        if topic not in self._through:
+            self._through[topic] = self.stored_offsets(topic)
+        return self._through[topic]
 
     def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], *, columns: Sequence[str],
                     token: str) -> None:
@@ -124,13 +138,15 @@ class ClickHouseStore:
         )
         return {int(p): int(o) for p, o in result.result_rows}
 
-    def stored_run(self, topic: str, run_id: str, *, tenant_id: str | None = None) -> StoredRun:
+    def stored_run(self, topic: str, run_id: str, *, tenant_id: str | None = None,
+                   through: dict[int, int] | None = None) -> StoredRun:
         """What the store holds of one run (a key-range read), and up to where it holds the log.
 
         The offsets are read first: every event of the run up to them is among the rows.
         tenant_id: the run's tenant when known (a run of another tenant then reads as none).
+        through: the offsets, from the inserting process (which holds the lock inserts take).
         """
-        through = self.stored_offsets(topic)
+        through = dict(through) if through is not None else self.stored_offsets(topic)
         tenant = ("{tenant:String}" if tenant_id is not None
                   else "(SELECT any(tenant_id) FROM run_index WHERE run_id = {run:String})")
         rows = self._client.query(
@@ -140,11 +156,12 @@ class ClickHouseStore:
         return StoredRun(through, [{**dict(zip(_RUN_COLUMNS, r, strict=True)), "event_time": _utc(r[7])}
                                    for r in rows])
 
-    def waiting_approvals(self, topic: str, *,
-                          tenant_id: str | None = None) -> tuple[dict[int, int], list[dict[str, Any]]]:
-        """Up to where the store holds the log (read first), and the runs whose latest approval
-        event, as stored, parks a call."""
-        through = self.stored_offsets(topic)
+    def waiting_approvals(self, topic: str, *, tenant_id: str | None = None,
+                          through: dict[int, int] | None = None,
+                          ) -> tuple[dict[int, int], list[dict[str, Any]]]:
+        """Up to where the store holds the log (read first, unless given as for `stored_run`),
+        and the runs whose latest approval event, as stored, parks a call."""
+        through = dict(through) if through is not None else self.stored_offsets(topic)
         result = self._client.query(
             "SELECT tenant_id, run_id, seq, event_time, payload FROM approval_queue FINAL "
             "WHERE event_type = 'ApprovalRequested' "

@@ -13,8 +13,10 @@ import hmac
 import json
 import os
 import secrets
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,10 +60,23 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
     """Start answering POST /query {"sql": …} (and /insert into the replay tables) on
     127.0.0.1:<query_port> in a background thread, for callers holding the query token."""
     token = query_token(settings).encode()
-    reader = store.reader()
+    readers: queue.SimpleQueue[ClickHouseStore] = queue.SimpleQueue()
+
+    @contextmanager
+    def reader() -> Iterator[ClickHouseStore]:
+        """A read-only client of its own for each request at once: reads run side by side, and
+        wait for the sink's insert only to learn up to where it has stored."""
+        try:
+            client = readers.get_nowait()
+        except queue.Empty:
+            client = store.reader()
+        try:
+            yield client
+        finally:
+            readers.put(client)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ").encode()
             if not hmac.compare_digest(presented, token):
                 self._send(401, {"error": "the query token is required (Authorization: Bearer …)"})
@@ -77,18 +92,24 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
                                           token=str(body["token"]))
                     self._send(200, {"inserted": len(body["rows"])})
                 elif self.path == "/run":
+                    topic = str(body["topic"])
                     with lock:
-                        run = reader.stored_run(str(body["topic"]), str(body["run_id"]),
-                                                tenant_id=body.get("tenant_id"))
+                        through = store.through(topic)
+                    with reader() as rd:
+                        run = rd.stored_run(topic, str(body["run_id"]), tenant_id=body.get("tenant_id"),
+                                            through=through)
                     self._send(200, {"through": run.through, "rows": run.rows})
                 elif self.path == "/approvals":
+                    topic = str(body["topic"])
                     with lock:
-                        through, waiting = reader.waiting_approvals(str(body["topic"]),
-                                                                    tenant_id=body.get("tenant_id"))
+                        through = store.through(topic)
+                    with reader() as rd:
+                        through, waiting = rd.waiting_approvals(topic, tenant_id=body.get("tenant_id"),
+                                                                through=through)
                     self._send(200, {"through": through, "waiting": waiting})
                 else:
-                    with lock:
-                        result = reader.query(str(body["sql"]), parameters=body.get("parameters"))
+                    with reader() as rd:
+                        result = rd.query(str(body["sql"]), parameters=body.get("parameters"))
                     self._send(200, {"columns": result.columns, "rows": result.rows})
             except Exception as exc:  # the caller gets ClickHouse's own message
                 self._send(400, {"error": str(exc)})

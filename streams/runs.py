@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -29,14 +31,25 @@ def run_id_for(tenant_id: str, idempotency_key: str) -> str:
     return str(uuid.uuid5(_RUN_NS, f"{tenant_id}\x00{idempotency_key}"))
 
 
-def send_to_inbox(settings: Settings, producer: Producer, codec: EventCodec, record: Event) -> None:
-    """Produce one record to the inbox and wait until the broker has it."""
+def send_to_inbox(settings: Settings, producer: Producer, codec: EventCodec, record: Event, *,
+                  timeout_s: float = 30.0) -> None:
+    """Produce one record to the inbox and wait until the broker has it (that record only: a
+    gateway's other requests, produced meanwhile on the same producer, are not waited for)."""
+    delivered = threading.Event()
     errors: list[KafkaError] = []
+
+    def done(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+        delivered.set()
+
     producer.produce(settings.inbox_topic, key=record.run_id, value=codec.encode(record),
-                     headers=headers_for(record),
-                     on_delivery=lambda err, _m: errors.append(err) if err else None)
-    if producer.flush(30) or errors:
-        raise KafkaException(errors[0] if errors else "inbox record not delivered in 30 s")
+                     headers=headers_for(record), on_delivery=done)
+    deadline = time.monotonic() + timeout_s
+    while not delivered.is_set() and time.monotonic() < deadline:
+        producer.poll(0.005)  # serves delivery callbacks, whoever's they are
+    if errors or not delivered.is_set():
+        raise KafkaException(errors[0] if errors else f"inbox record not delivered in {timeout_s:g} s")
 
 
 def request_run(settings: Settings, producer: Producer, codec: EventCodec, *, text: str,
