@@ -23,12 +23,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from processors.state import FoldError
 from schemas.codec import DecodeError, EventCodec
 from schemas.events import Event
-from streams.kafka import consumer
+from streams.kafka import HeaderList, Headers, consumer, header_pairs
 from streams.service import ServiceContext
 from streams.settings import Settings
 
 __all__ = ["ClientFailed", "LogUnavailable", "Poison", "Intake", "Outbox", "read_partitions", "next_batch",
-           "commit", "end_offsets", "lag", "serve", "DLQ_HEADERS"]
+           "commit", "end_offsets", "lag", "serve", "DLQ_HEADERS", "READER_CONFIG"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ _TRANSIENT = frozenset({
 
 
 _PAST_ANY_END = 2**62
+
+READER_CONFIG: dict[str, Any] = {"enable.partition.eof": True, "fetch.wait.max.ms": 1}
+"""A reader of partitions (not a group member): told where each partition ends, and quick to
+hear that a fetch found nothing."""
 
 
 class LogUnavailable(RuntimeError):
@@ -89,7 +93,7 @@ class Outbox:
             self.on_delivered(msg)
 
     def produce(self, topic: str, *, key: str | bytes | None, value: bytes | None,
-                headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+                headers: Headers | None = None, partition: int | None = None) -> None:
         kwargs: dict[str, Any] = {"key": key, "value": value, "headers": headers,
                                   "on_delivery": self.delivered}
         if partition is not None:
@@ -183,16 +187,15 @@ class Intake:
             log.warning("%s: skipped %s: %s", self.service, where, reason)
             return
         log.warning("%s: dead-letter %s: %s", self.service, where, reason)
-        self.dead_letters.produce(
-            self.settings.deadletter_topic, key=msg.key(), value=msg.value(),
-            headers=[
-                ("dlq.reason", reason.encode()[:4000]), ("dlq.service", self.service.encode()),
-                ("dlq.topic", (msg.topic() or "").encode()),
-                ("dlq.partition", str(msg.partition()).encode()),
-                ("dlq.offset", str(msg.offset()).encode()),
-                *[(k, v) for k, v in (msg.headers() or []) if not k.startswith("dlq.")],
-            ],
-        )
+        headers: HeaderList = [
+            ("dlq.reason", reason.encode()[:4000]), ("dlq.service", self.service.encode()),
+            ("dlq.topic", (msg.topic() or "").encode()),
+            ("dlq.partition", str(msg.partition()).encode()),
+            ("dlq.offset", str(msg.offset()).encode()),
+            *[(k, v) for k, v in header_pairs(msg.headers()) if not k.startswith("dlq.")],
+        ]
+        self.dead_letters.produce(self.settings.deadletter_topic, key=msg.key(), value=msg.value(),
+                                  headers=headers)
 
     def fold_error(self, msg: Message, exc: FoldError) -> None:
         self.park(msg, f"not foldable: {exc}")
@@ -239,7 +242,7 @@ def read_partitions(settings: Settings, topic: str, starts: Mapping[int, int], *
     """
     own = reader is None
     if reader is None:
-        reader = consumer(settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 1})
+        reader = consumer(settings, None, **READER_CONFIG)
     try:
         todo: dict[int, int] = {}
         if tail and stops is None:
@@ -262,22 +265,22 @@ def read_partitions(settings: Settings, topic: str, starts: Mapping[int, int], *
                 raise LogUnavailable(f"{topic} at {settings.bootstrap_servers} did not answer "
                                      f"within {timeout_s:g} s; try again")
             for msg in next_batch(reader, max_messages=500, timeout_s=0.2):
-                p, err = msg.partition(), msg.error()
-                if p not in todo:
+                part, err = msg.partition(), msg.error()
+                if part is None or part not in todo:
                     continue
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        del todo[p]  # transaction markers may end a partition before `stop`
+                        del todo[part]  # transaction markers may end a partition before `stop`
                     elif err.code() not in _TRANSIENT:
-                        raise LogUnavailable(f"{topic}[{p}]: {err}")
+                        raise LogUnavailable(f"{topic}[{part}]: {err}")
                     continue
                 last_heard = time.monotonic()
-                if (msg.offset() or 0) >= todo[p]:
-                    del todo[p]
+                if (msg.offset() or 0) >= todo[part]:
+                    del todo[part]
                     continue
                 yield msg
-                if (msg.offset() or 0) >= todo[p] - 1:
-                    del todo[p]
+                if (msg.offset() or 0) >= todo[part] - 1:
+                    del todo[part]
     finally:
         if own:
             reader.close()
@@ -293,7 +296,7 @@ def lag(source: Consumer) -> int | None:
         return 0
     total, known = 0, False
     for tp in source.position(parts):
-        low, high = source.get_watermark_offsets(tp, cached=True)
+        _low, high = source.get_watermark_offsets(tp, cached=True)
         if high < 0 or tp.offset < 0:
             continue
         known = True

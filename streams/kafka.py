@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.codec import EventCodec
@@ -17,13 +17,17 @@ from streams.settings import Settings
 __all__ = [
     "FOLDING_SERVICES",
     "ConfluentRegistry",
+    "HeaderList",
+    "Headers",
     "TopicError",
     "TopicSpec",
     "consumer",
     "ensure_topics",
     "header",
+    "header_pairs",
     "headers_for",
     "make_codec",
+    "position",
     "producer",
     "topic_specs",
     "wait_for_broker",
@@ -112,7 +116,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.inbox_topic, settings.partitions, {"retention.ms": week}),
         # The event store keeps every run for ever.
-        TopicSpec(settings.events_topic, settings.partitions, {"retention.ms": "-1", "retention.bytes": "-1"}),
+        TopicSpec(settings.events_topic, settings.partitions,
+                  {"retention.ms": "-1", "retention.bytes": "-1"}),
         TopicSpec(settings.deadletter_topic, 1, {"retention.ms": "-1"}),
         # Snapshots of live runs, latest per run id: compacted, rolled often so compaction keeps
         # up with runs that end (their tombstones), co-partitioned with the events.
@@ -145,9 +150,10 @@ def ensure_topics(settings: Settings) -> list[str]:
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            raise TopicError(f"cannot create {name} with {settings.topic_replicas} replica(s), "
-                             f"min.insync.replicas {settings.topic_min_insync}: {exc.args[0].str()} "
-                             "(AGENTLOG_REPLICATION_FACTOR and AGENTLOG_MIN_INSYNC_REPLICAS set them)") from None
+            why = (f"cannot create {name} with {settings.topic_replicas} replica(s), "
+                   f"min.insync.replicas {settings.topic_min_insync}: {exc.args[0].str()} "
+                   "(AGENTLOG_REPLICATION_FACTOR and AGENTLOG_MIN_INSYNC_REPLICAS set them)")
+            raise TopicError(why) from None
     return created
 
 
@@ -174,13 +180,37 @@ def make_codec(settings: Settings) -> EventCodec:
     return EventCodec(registry=registry)
 
 
-def headers_for(event: Event) -> list[tuple[str, bytes]]:
+HeaderList = list[tuple[str, str | bytes | None]]
+"""Record headers as (name, value) pairs, as the client types them (a consumed record's values
+are bytes)."""
+
+Headers = dict[str, str | bytes | None] | HeaderList
+"""Record headers in either form the client types them: pairs, or the dict a producer takes."""
+
+
+def headers_for(event: Event) -> HeaderList:
     """Headers a consumer can filter on without decoding the value."""
     return [("event_type", event.event_type.encode()), ("tenant_id", event.tenant_id.encode())]
 
 
-def header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
-    for key, value in headers or ():
+def header_pairs(headers: Headers | None) -> HeaderList:
+    """A record's headers as (name, value) pairs, in order."""
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers or ())
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    for key, value in header_pairs(headers):
         if key == name:
-            return value.decode() if value is not None else None
+            return value.decode() if isinstance(value, bytes) else value
     return None
+
+
+def position(msg: Message) -> tuple[int, int]:
+    """A consumed record's partition and offset. The client types both optional, as a produced
+    message has neither until it is delivered; a consumed one always has them."""
+    partition, offset = msg.partition(), msg.offset()
+    if partition is None or offset is None:
+        raise ValueError(f"a record of {msg.topic()} without a partition or an offset")
+    return partition, offset

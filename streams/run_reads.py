@@ -26,7 +26,7 @@ from confluent_kafka import Consumer
 from processors.state import FoldError, RunState, evolve
 from schemas.codec import EventCodec
 from schemas.events import Event
-from streams.edge import Intake, Poison, read_partitions
+from streams.edge import READER_CONFIG, Intake, Poison, read_partitions
 from streams.kafka import consumer
 from streams.partitioning import partition_for
 from streams.query_api import QueryError, stored_run
@@ -129,7 +129,7 @@ class RunReader:
         try:
             return self._pool.get_nowait()
         except queue.Empty:
-            return consumer(self.settings, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 1})
+            return consumer(self.settings, None, **READER_CONFIG)
 
 
 def _event(row: dict[str, Any]) -> Event:

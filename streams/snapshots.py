@@ -22,7 +22,7 @@ from schemas.codec import DecodeError, EventCodec
 from schemas.snapshot_codec import SnapshotCodec
 from schemas.snapshots import Checkpoint, FinishedRunsPage, RunSnapshot, Snapshot
 from streams.edge import read_partitions
-from streams.kafka import ConfluentRegistry
+from streams.kafka import ConfluentRegistry, HeaderList, header_pairs
 from streams.settings import Settings
 
 __all__ = ["SPECIAL", "CHECKPOINT_KEY", "Stored", "Record", "snapshot_codec", "read_stored", "run_record",
@@ -34,7 +34,7 @@ CHECKPOINT_KEY = SPECIAL + "checkpoint"
 _PAGE = SPECIAL + "finished/"
 _FIRST_OFFSET = "first_offset"
 
-Record = tuple[str, bytes | None, list[tuple[str, bytes]], int]
+Record = tuple[str, bytes | None, HeaderList, int]
 """(key, value or None for a tombstone, headers, partition): one record to produce."""
 
 
@@ -106,7 +106,7 @@ def read_stored(settings: Settings, service: str, partition: int, *, snapshots: 
 
 
 def _first_offset(msg: Message) -> int | None:
-    for name, value in msg.headers() or ():
+    for name, value in header_pairs(msg.headers()):
         if name == _FIRST_OFFSET and value is not None:
             try:
                 return int(value)
@@ -122,7 +122,7 @@ def _envelope(service: str, partition: int, covers: int, at: datetime, body: obj
 def run_record(codec: SnapshotCodec, events: EventCodec, *, service: str, partition: int, covers: int,
                at: datetime, state: RunState, first_offset: int | None) -> Record:
     value = codec.encode(_envelope(service, partition, covers, at, to_snapshot(state, events)))
-    headers = [(_FIRST_OFFSET, str(first_offset).encode())] if first_offset is not None else []
+    headers: HeaderList = [(_FIRST_OFFSET, str(first_offset).encode())] if first_offset is not None else []
     return state.run_id, value, headers, partition
 
 

@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from processors.state import FoldError, RunState, evolve
 from schemas.events import Event, RequestRetried
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch, serve
-from streams.kafka import consumer, header, headers_for, make_codec, producer
+from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
 from streams.service import ServiceContext, utcnow
 
@@ -151,7 +151,8 @@ class _Worker:
         except Poison as exc:
             self.intake.park(msg, str(exc))
             return None
-        if msg.offset() < self.live.covered.get(event.run_id, -1):
+        partition, offset = position(msg)
+        if offset < self.live.covered.get(event.run_id, -1):
             return None  # in the run's snapshot already, and answered before it was written
         before = self.live.get(event.run_id)
         asked, judged_by, state = event, before, None
@@ -161,7 +162,7 @@ class _Worker:
             except FoldError as exc:
                 self.intake.fold_error(msg, exc)
                 return None
-            self.live.put(state, msg.partition(), offset=msg.offset())
+            self.live.put(state, partition, offset=offset)
         if isinstance(event.payload, RequestRetried):
             wanted = event.payload.request_type in self.handles
             if wanted:
@@ -195,7 +196,7 @@ def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None, 
         for job in mine:
             try:
                 job.result = list(handle(job.asked, job.judged_by))
-            except Exception as exc:  # one bad record must not stop the worker
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the worker (logged below)
                 job.result = exc
 
     by_run: dict[str, list[_Job]] = {}

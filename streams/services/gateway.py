@@ -82,7 +82,8 @@ class BodyGuard:
     @staticmethod
     async def _refuse(status: int, message: str, scope: Scope, receive: Receive, send: Send) -> None:
         # The rest of the body is never read, so the connection cannot carry another request.
-        response = JSONResponse(error_body(status, message), status_code=status, headers={"Connection": "close"})
+        response = JSONResponse(error_body(status, message), status_code=status,
+                                headers={"Connection": "close"})
         await response(scope, receive, send)
 
 
@@ -105,6 +106,7 @@ class _GatewayProtocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
 
+    # uvicorn's H11Protocol narrows asyncio's BaseTransport to Transport (with an ignore of its own).
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._watch_head()

@@ -28,7 +28,7 @@ from processors.state import RunState
 from schemas.codec import EventCodec
 from schemas.events import Event
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch, serve
-from streams.kafka import consumer, header, headers_for, make_codec, producer
+from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
 from streams.orchestration import orchestrator_config
 from streams.service import ServiceContext, utcnow
@@ -109,7 +109,7 @@ class Orchestrator:
 
     def process(self, batch: list[Message]) -> None:
         """Apply one batch in one transaction (with a checkpoint when one is due)."""
-        pending: dict[str, RunState] = {}
+        pending: dict[str, tuple[RunState, int]] = {}
         offsets: dict[int, int] = {}
         checkpoint = self._checkpoint_records() if self.live.due() else []
         if not batch and not checkpoint:
@@ -120,7 +120,8 @@ class Orchestrator:
         for key, value, headers, partition in checkpoint:
             self.outbox.produce(self.live_topic, key=key, value=value, headers=headers, partition=partition)
         for msg in batch:
-            offsets[msg.partition()] = msg.offset() + 1
+            partition, offset = position(msg)
+            offsets[partition] = offset + 1
             self._apply(msg, pending)
         if offsets:
             positions = [TopicPartition(self.settings.inbox_topic, p, o) for p, o in offsets.items()]
@@ -187,8 +188,9 @@ class Orchestrator:
             self.intake.park(msg, str(exc))
             return
         run_id = record.run_id
+        partition, _offset = position(msg)
         state = pending[run_id][0] if run_id in pending else self.live.get(run_id)
-        if state is None and self.live.ended(run_id, msg.partition()):
+        if state is None and self.live.ended(run_id, partition):
             # A run that ended long ago: its late results and repeated requests are dropped.
             self.ctx.log.info("dropped %s for %s: the run ended earlier", record.event_type, run_id)
             return
@@ -206,10 +208,10 @@ class Orchestrator:
             # Same partition number as the inbox record: the run's events stay where its
             # state is rebuilt from, whatever partitioner the requester used.
             self.outbox.produce(self.settings.events_topic, key=event.run_id,
-                                value=self.codec.encode(event), partition=msg.partition(),
+                                value=self.codec.encode(event), partition=partition,
                                 headers=headers_for(event))
         if outcome.state is not None and outcome.events:
-            pending[run_id] = (outcome.state, msg.partition())
+            pending[run_id] = (outcome.state, partition)
 
     def abort(self) -> None:
         """Abort the open transaction, waiting out a broker that is away."""

@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from sinks.clickhouse import ClickHouseStore, EventRow, event_row
 from streams.edge import Intake, LogUnavailable, Outbox, commit, lag, serve
-from streams.kafka import consumer, make_codec, producer
+from streams.kafka import consumer, make_codec, position, producer
 from streams.query_api import chdb_path, clickhouse_password, serve_queries
 from streams.service import ServiceContext
 from streams.settings import load_settings
@@ -62,9 +62,10 @@ class Sink:
         rows: list[EventRow] = []
         ranges: dict[int, list[int]] = {}
         for msg, event in self.intake.events(batch):
-            rows.append(event_row(event, topic=self.topic, partition=msg.partition(), offset=msg.offset()))
-            r = ranges.setdefault(msg.partition(), [msg.offset(), msg.offset()])
-            r[1] = msg.offset()
+            partition, offset = position(msg)
+            rows.append(event_row(event, topic=self.topic, partition=partition, offset=offset))
+            r = ranges.setdefault(partition, [offset, offset])
+            r[1] = offset
         self.ctx.parked = sum(self.intake.parked.values())
         if not batch:
             self.ctx.progressed()
