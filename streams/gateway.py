@@ -243,7 +243,8 @@ def _errors(*codes: int, json_ref: bool = False, **why: str) -> dict[int | str, 
             if json_ref else {"model": ErrorBody})
         out[code] = {**schema, "description": why.get(f"s{code}", _WHY[code])}
     if 429 in out:
-        out[429]["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+        out[429]["headers"] = {"Retry-After": {"description": "Seconds to wait.",
+                                               "schema": {"type": "integer"}}}
     if 401 in out:
         out[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     return out
@@ -339,7 +340,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     @app.exception_handler(QueryError)
     @app.exception_handler(URLError)
     async def store_down(_r: Request, exc: Exception) -> JSONResponse:
-        return _error(503, f"the analytics store is not reachable: {exc}", {"Retry-After": str(_RETRY_AFTER_S)})
+        return _error(503, f"the analytics store is not reachable: {exc}",
+                      {"Retry-After": str(_RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
@@ -465,8 +467,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             if not idempotency_key.strip() or "\x00" in idempotency_key:
                 raise HTTPException(400, "Idempotency-Key: must not be empty or blank")
             claimed = run_id_for(key.tenant_id, idempotency_key)
-            holder = await runs_claimed.claim(claimed, asked,
-                                              recall=lambda: run_in_threadpool(requested, claimed, key.tenant_id))
+            holder = await runs_claimed.claim(
+                claimed, asked, recall=lambda: run_in_threadpool(requested, claimed, key.tenant_id))
             if holder != asked:
                 raise HTTPException(409, "this Idempotency-Key was used for a different request")
         try:
@@ -554,12 +556,14 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
 
     @app.post("/v1/runs/{run_id}/approve", status_code=202, response_model=DecisionAccepted,
               responses=decision_errors)
-    async def approve(run_id: RunId, body: Decision, key: Annotated[ApiKey, needs("approve")]) -> DecisionAccepted:
+    async def approve(run_id: RunId, body: Decision,
+                      key: Annotated[ApiKey, needs("approve")]) -> DecisionAccepted:
         return await _decide(run_id, body, key, True)
 
     @app.post("/v1/runs/{run_id}/reject", status_code=202, response_model=DecisionAccepted,
               responses=decision_errors)
-    async def reject(run_id: RunId, body: Decision, key: Annotated[ApiKey, needs("approve")]) -> DecisionAccepted:
+    async def reject(run_id: RunId, body: Decision,
+                     key: Annotated[ApiKey, needs("approve")]) -> DecisionAccepted:
         return await _decide(run_id, body, key, False)
 
     return app

@@ -211,13 +211,13 @@ class LiveRuns:
         records: list[Record] = []
         for p, offset in covers.items():
             live = {r for r in self._dirty if self.partition_of.get(r) == p}
-            for run_id in sorted(live):
-                records.append(run_record(self.snapshots, self.events, service=self.service, partition=p,
-                                          covers=offset, at=at, state=self.states[run_id],
-                                          first_offset=self.first_offset.get(run_id)))
+            records.extend(run_record(self.snapshots, self.events, service=self.service, partition=p,
+                                      covers=offset, at=at, state=self.states[run_id],
+                                      first_offset=self.first_offset.get(run_id))
+                           for run_id in sorted(live))
             on_topic = self._on_topic.setdefault(p, set())
-            for run_id in sorted(r for r in on_topic if r not in self.states):
-                records.append(tombstone(run_id, p))
+            gone = sorted(r for r in on_topic if r not in self.states)
+            records.extend(tombstone(run_id, p) for run_id in gone)
             on_topic.intersection_update(self.states)
             on_topic.update(live)
             finished = self.finished.get(p)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import secrets
 import queue
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,7 +111,7 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
                     with reader() as rd:
                         result = rd.query(str(body["sql"]), parameters=body.get("parameters"))
                     self._send(200, {"columns": result.columns, "rows": result.rows})
-            except Exception as exc:  # the caller gets ClickHouse's own message
+            except Exception as exc:  # noqa: BLE001 - the caller gets ClickHouse's own message
                 self._send(400, {"error": str(exc)})
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:

@@ -58,7 +58,8 @@ def event_summary(e: Event) -> str:
     if t in ("ApprovalGranted", "ApprovalDenied"):
         return _short(f"{p.step_id} by {p.approver}" + (f": {p.reason}" if p.reason else ""))
     if t == "ToolExecuted":
-        return f"{p.step_id} {p.tool}: {p.status} in {p.duration_ms} ms" + (f" — {_short(p.error, 60)}" if p.error else "")
+        failed = f" — {_short(p.error, 60)}" if p.error else ""
+        return f"{p.step_id} {p.tool}: {p.status} in {p.duration_ms} ms{failed}"
     if t == "ObservationCaptured":
         return _short(f"{p.step_id} [{p.status}] {p.summary}")
     if t == "ResponseRequested":
@@ -92,8 +93,8 @@ def timeline_table(run_id: str, events: list[Event], *, title: str | None = None
     start = events[0].event_time if events else None
     for e in events:
         ms = int((e.event_time - start).total_seconds() * 1000) if start else 0
-        table.add_row(str(e.seq), str(ms), e.actor, Text(e.event_type, style=_TYPE_STYLE.get(e.event_type, "")),
-                      event_summary(e))
+        table.add_row(str(e.seq), str(ms), e.actor,
+                      Text(e.event_type, style=_TYPE_STYLE.get(e.event_type, "")), event_summary(e))
     return table
 
 

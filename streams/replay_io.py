@@ -318,7 +318,7 @@ def _job_for(kind: str, settings: Settings, candidates: Path | None,
 
 
 def _start_worker(kind: str, settings: Settings, candidates: Path | None, name: str | None) -> None:
-    global _JOB
+    global _JOB  # noqa: PLW0603 - a pool worker's job, set once by the pool's initializer
     _JOB = _job_for(kind, settings, candidates, name)
 
 

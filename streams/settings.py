@@ -192,17 +192,19 @@ class Settings(BaseSettings):
             if value is None:
                 continue
             if isinstance(value, SecretStr):
-                value = value.get_secret_value()
+                text = value.get_secret_value()
             elif isinstance(value, dict):
-                value = json.dumps(value)
-            env[f"AGENTLOG_{name.upper()}"] = str(value)
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            env[f"AGENTLOG_{name.upper()}"] = text
         return env
 
 
 def load_settings() -> Settings:
     """Settings from the environment, over `AGENTLOG_SETTINGS_FILE` (default `agentlog.env`)."""
     env_file = Path(os.environ.get("AGENTLOG_SETTINGS_FILE", "agentlog.env"))
-    settings = Settings(_env_file=env_file if env_file.exists() else None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=env_file if env_file.exists() else None)
     if not settings.home.is_absolute():
         settings = settings.model_copy(update={"home": settings.home.resolve()})
     return settings

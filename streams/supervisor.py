@@ -13,10 +13,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib import request
 
 from confluent_kafka import KafkaException
@@ -218,13 +219,14 @@ def _prepare_nodes(settings: Settings) -> None:
 
 
 def _start_brokers(settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout_s: float,
-                   say) -> list[Proc]:  # type: ignore[no-untyped-def]
+                   say: Callable[[str], None]) -> list[Proc]:
     """Start the local nodes that are down (but those taken out) all at once: a node of a
     cluster serves only once a majority of the quorum runs. Returns the nodes that should run."""
     others = _other_layout(settings)
     if others:
         raise SupervisorError(f"{', '.join(p.name for p in others)} of another layout run under "
-                              f"{settings.home}: `agentlog down` first, or `up --brokers` as they were started")
+                              f"{settings.home}: `agentlog down` first, or `up --brokers` as they were "
+                              "started")
     ports = settings.broker_ports + settings.controller_ports
     if len(set(ports)) < len(ports):
         raise SupervisorError(f"the local nodes' ports overlap ({ports}): node n listens on "
@@ -241,7 +243,7 @@ def _start_brokers(settings: Settings, children: dict[str, subprocess.Popen[byte
     return todo
 
 
-def up(settings: Settings, *, timeout_s: float = 120.0, say=print) -> list[str]:  # type: ignore[no-untyped-def]
+def up(settings: Settings, *, timeout_s: float = 120.0, say: Callable[[str], None] = print) -> list[str]:
     """Start whatever is not running; returns the names started."""
     children: dict[str, subprocess.Popen[bytes]] = {}
     if settings.local_kafka:
@@ -304,7 +306,8 @@ def _kafka_status(settings: Settings) -> dict[str, object]:
     kafka: dict[str, object] = {"bootstrap": settings.bootstrap_servers, "local": settings.local_kafka}
     serving: dict[int, str] = {}
     try:
-        meta = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 0}).list_topics(timeout=3)
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 0})
+        meta = admin.list_topics(timeout=3)
         serving = {b.id: f"{b.host}:{b.port}" for b in meta.brokers.values()}
         kafka["controller"] = meta.controller_id if meta.controller_id >= 0 else None
     except KafkaException:
@@ -320,7 +323,8 @@ def _kafka_status(settings: Settings) -> dict[str, object]:
         running = alive(settings, proc)
         nodes.append({"name": proc.name, "node_id": proc.node_id, "pid": pid_of(settings, proc),
                       "alive": running, "out": proc.node_id in settings.brokers_out,
-                      "address": f"127.0.0.1:{ports[proc.node_id - 1]}" if proc.node_id <= len(ports) else None,
+                      "address": (f"127.0.0.1:{ports[proc.node_id - 1]}" if proc.node_id <= len(ports)
+                                  else None),
                       # Listed by the cluster's metadata as one of its brokers (registered, caught up).
                       "serving": running and proc.node_id in serving})
     kafka["brokers"] = nodes
@@ -331,8 +335,9 @@ def _kafka_status(settings: Settings) -> dict[str, object]:
     return kafka
 
 
-def status(settings: Settings) -> dict[str, object]:
-    """Every process: alive (its process runs) and, from its heartbeat, whether it works."""
+def status(settings: Settings) -> dict[str, Any]:
+    """Every process: alive (its process runs) and, from its heartbeat, whether it works (a JSON
+    document, as `agentlog status --json` prints it)."""
     services: dict[str, object] = {}
     restarts = watchdog_restarts(settings)
     now = time.time()

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib import request
 
@@ -134,7 +135,7 @@ class Watchdog:
 class _Lazy:
     """A value computed the first time it is asked for (the cluster is asked at most once a round)."""
 
-    def __init__(self, compute) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, compute: Callable[[], bool]) -> None:
         self._compute = compute
         self._value: bool | None = None
 

@@ -49,7 +49,8 @@ def main(click_ctx: click.Context) -> None:
               help="Local brokers: 1, a single node; 3, a KRaft cluster (default: AGENTLOG_BROKERS, 1).")
 @pass_ctx
 def up_cmd(ctx: Context, brokers: int | None) -> None:
-    """Start the local broker(s) (unless a bootstrap is configured), create missing topics, start every service."""
+    """Start the local broker(s) (unless a bootstrap is configured), create missing topics, start every
+    service."""
     if brokers is not None:
         ctx.settings = ctx.settings.model_copy(update={"brokers": brokers})
     try:
@@ -90,7 +91,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
                      (b["address"] or "") + leads, "", "", ""])
     if not kafka["brokers"]:
         rows.append(["kafka", "-", "unreachable", kafka["bootstrap"], "", "", ""])
-    for name, s in info["services"].items():  # type: ignore[attr-defined]
+    for name, s in info["services"].items():
         state = s["state"] if s["alive"] else "down"
         age = s.get("progress_age_s")
         rows.append([name, s["pid"] or "-", state, s.get("detail") or "",

@@ -9,6 +9,7 @@ import click
 from rich.panel import Panel
 
 from processors.planner_scripted import SAMPLE_REQUESTS
+from schemas.events import Event, ResponseFinalized
 from streams.api_keys import local_key_file
 from streams.cli.common import Context, fail, pass_ctx
 from streams.query_api import QueryError, run_query
@@ -38,6 +39,8 @@ FIGURES = {
           FROM agent_events WHERE run_id IN {runs:Array(String)} GROUP BY run_id)""",
 }
 
+_STORED = "SELECT count() FROM agent_events WHERE run_id IN {runs:Array(String)}"
+
 
 @click.command("demo")
 @pass_ctx
@@ -56,14 +59,14 @@ def demo(ctx: Context) -> None:
         run_id = request_run(settings, ctx.producer, ctx.codec, text=text, tenant_id="demo",
                              route="demo", idempotency_key=f"demo-{stamp}-{name}", requested_by="demo")
         submitted.append((name, text, run_id))
-    timelines = {}
+    timelines: dict[str, list[Event]] = {}
     for name, text, run_id in submitted:
         events = wait_for_run(settings, ctx.codec, run_id, timeout_s=60)
         timelines[run_id] = events
         con.print(timeline_table(run_id, events, title=f"{name}: “{text}”"))
-        final = next((e.payload for e in reversed(events) if e.event_type == "ResponseFinalized"), None)
+        final = next((e.payload for e in reversed(events) if isinstance(e.payload, ResponseFinalized)), None)
         if final is not None:
-            con.print(Panel(final.text, title="answer", title_align="left", expand=False))  # type: ignore[attr-defined]
+            con.print(Panel(final.text, title="answer", title_align="left", expand=False))
         con.print()
     _figures(ctx, timelines)
     parked = [r for r, ev in timelines.items() if ev and ev[-1].event_type == "ApprovalRequested"]
@@ -74,18 +77,18 @@ def demo(ctx: Context) -> None:
     lines += [
         f"see one timeline again:      .venv/bin/agentlog runs show {submitted[0][2]}",
         'ask something yourself:      .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
-        'query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events '
-        'GROUP BY event_type"',
-        f"HTTP gateway:                curl -XPOST localhost:{settings.gateway_port}/v1/runs "
-        f"-H \"Authorization: Bearer $(cat {local_key_file(settings)})\" "
-        "-H 'content-type: application/json' -d '{\"text\": \"open a ticket: printer on fire\"}'",
+        ('query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events '
+         'GROUP BY event_type"'),
+        (f"HTTP gateway:                curl -XPOST localhost:{settings.gateway_port}/v1/runs "
+         f"-H \"Authorization: Bearer $(cat {local_key_file(settings)})\" "
+         "-H 'content-type: application/json' -d '{\"text\": \"open a ticket: printer on fire\"}'"),
         "stop everything:             .venv/bin/agentlog down",
     ]
     for line in lines:
         con.print("  " + line, soft_wrap=True)
 
 
-def _figures(ctx: Context, timelines: dict[str, list]) -> None:  # type: ignore[type-arg]
+def _figures(ctx: Context, timelines: dict[str, list[Event]]) -> None:
     """Figures from ClickHouse, once the sink holds every event shown above."""
     runs = list(timelines)
     expected = sum(len(ev) for ev in timelines.values())
@@ -94,8 +97,7 @@ def _figures(ctx: Context, timelines: dict[str, list]) -> None:  # type: ignore[
     stored = 0
     try:
         while time.monotonic() < deadline:
-            stored = run_query(ctx.settings, "SELECT count() FROM agent_events WHERE run_id IN {runs:Array(String)}",
-                               parameters=params, sink_running=True).rows[0][0]
+            stored = run_query(ctx.settings, _STORED, parameters=params, sink_running=True).rows[0][0]
             if stored >= expected:
                 break
             time.sleep(0.3)

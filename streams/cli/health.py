@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import partial
 
 import click
 
@@ -46,12 +47,12 @@ def health(ctx: Context, service: str, ready: bool, as_json: bool) -> None:
     down or stalled (its main loop silent, or no progress while the cluster answers)."""
     doc = read_health(ctx.settings, service)
     pid = doc.get("pid") if doc else None
-    args = {"alive": _running(pid), "pid": pid if isinstance(pid, int) else None, "now": time.time(),
-            "stall_s": ctx.settings.stall_s}
-    verdict = judge(doc, **args, kafka_answers=False)
+    judged = partial(judge, doc, alive=_running(pid), pid=pid if isinstance(pid, int) else None,
+                     now=time.time(), stall_s=ctx.settings.stall_s)
+    verdict = judged(kafka_answers=False)
     if verdict.state == "waiting" and (verdict.progress_age_s or 0) > ctx.settings.stall_s:
         # Waiting that long for Kafka is healthy only while Kafka itself does not answer.
-        verdict = judge(doc, **args, kafka_answers=_kafka_answers(ctx))
+        verdict = judged(kafka_answers=_kafka_answers(ctx))
     healthy = verdict.state in ("working", "idle", "waiting")
     if ready and not ready_file(ctx.settings, service).exists():
         healthy, verdict = False, verdict.__class__("starting", "not ready yet")

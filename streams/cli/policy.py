@@ -6,8 +6,8 @@ import dataclasses
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -229,8 +229,8 @@ def _since_param(since: str | None) -> str:
         raise click.BadParameter(f"{since!r} is not an ISO time such as 2026-05-01T12:00:00Z",
                                  param_hint="--since") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the store keeps UTC
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        moment = moment.replace(tzinfo=UTC)  # the store keeps UTC
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 @policy.command("backtest")
@@ -281,12 +281,12 @@ def _print_backtest(report: dict[str, Any]) -> None:
     more = len(report["flipped"]) - len(shown)
     click.echo("\nflipped calls" + (f" (first {len(shown)}; --json lists all)" if more > 0 else "") + ":")
     calls = [(f["run_id"], f["step_id"], f["tool"], f["tenant_id"],
-              f"{f['old_action']} ({f['old_rule'] or 'no rule'}) -> "
-              f"{f['new_action']} ({f['new_rule'] or 'no rule'})") for f in shown]
+              (f"{f['old_action']} ({f['old_rule'] or 'no rule'}) -> "
+               f"{f['new_action']} ({f['new_rule'] or 'no rule'})")) for f in shown]
     for line in _aligned(calls):
         click.echo(f"  {line}")
 
 
-def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -18,9 +18,11 @@ __all__ = ["tail"]
 
 
 @click.command("tail")
-@click.option("--type", "types", multiple=True, help="Only these event types (repeatable), e.g. RunCompleted.")
+@click.option("--type", "types", multiple=True,
+              help="Only these event types (repeatable), e.g. RunCompleted.")
 @click.option("--tenant", help="Only this tenant's events.")
-@click.option("--group", help="Consumer group (default: agentlog-tail-<login>); a group resumes where it left.")
+@click.option("--group",
+              help="Consumer group (default: agentlog-tail-<login>); a group resumes where it left.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest event instead of new ones.")
 @click.option("--max", "limit", type=int, help="Stop after this many events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

@@ -61,7 +61,8 @@ def describe_topics(settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
-def _problems(settings: Settings, row: dict[str, Any], config: dict[str, str], spec: TopicSpec | None) -> list[str]:
+def _problems(settings: Settings, row: dict[str, Any], config: dict[str, str],
+              spec: TopicSpec | None) -> list[str]:
     wanted_rf, wanted_isr = settings.topic_replicas, settings.topic_min_insync
     problems = []
     if row["replication_factor"] < wanted_rf:
