@@ -130,11 +130,10 @@ def _cedar_in(var: str, kind: str, names: list[str]) -> str:
 
 
 def generate_rules(rng: random.Random) -> list[RuleSpec]:
-    rules: list[RuleSpec] = []
-    for i in range(8):
-        rules.append(RuleSpec(f"sql_regex_{i}", "deny", tools=["query_sql"],
-                              tenants=[rng.choice(TENANTS)] if i % 3 == 2 else None,
-                              sql_words=rng.sample(SQL_WORDS, rng.randint(1, 4))))
+    rules: list[RuleSpec] = [RuleSpec(f"sql_regex_{i}", "deny", tools=["query_sql"],
+                                      tenants=[rng.choice(TENANTS)] if i % 3 == 2 else None,
+                                      sql_words=rng.sample(SQL_WORDS, rng.randint(1, 4)))
+                             for i in range(8)]
     rules.append(RuleSpec("sql_writes_denied", "deny", tools=["query_sql"], sql_writes=True))
     rules.append(RuleSpec("batch_reads_reviewed", "require_human_approval", tools=["query_sql"],
                           route="batch", sql_writes=False))
@@ -142,9 +141,8 @@ def generate_rules(rng: random.Random) -> list[RuleSpec]:
         allowed = INTERNAL[: 1 + i % 2] + rng.sample(PARTNERS, i % 3)
         rules.append(RuleSpec(f"mail_outside_{tenant}_{i}", "require_human_approval",
                               tools=["send_email"], tenants=[tenant], domains_not_in=allowed))
-    for i in range(4):
-        rules.append(RuleSpec(f"mail_partners_ok_{i}", "allow", tools=["send_email"],
-                              domains_in=INTERNAL + rng.sample(PARTNERS, 2)))
+    rules.extend(RuleSpec(f"mail_partners_ok_{i}", "allow", tools=["send_email"],
+                          domains_in=INTERNAL + rng.sample(PARTNERS, 2)) for i in range(4))
     metrics = [("tickets_created", "gt", 3), ("emails_sent", "gte", 5), ("tool_calls", "gt", 15),
                ("cost_usd", "gt", 0.04), ("tickets_created", "eq", 2), ("emails_sent", "gt", 2),
                ("tool_calls", "gte", 12), ("cost_usd", "gte", 0.03)]
@@ -441,18 +439,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _print_agreement(calls: Sequence[dict[str, Any]], d_guard: list[Any], d_ours: list[Any],
                      d_cedar: list[Any], d_core: list[Any], d_batch: list[Any], errors: int) -> None:
     n = len(calls)
-    same_action = sum(a[0] == b[0] for a, b in zip(d_ours, d_cedar))
-    same_rule = sum(a == b for a, b in zip(d_ours, d_cedar))
-    print(f"decisions: ours guard path == ours rules only on {sum(a == b for a, b in zip(d_guard, d_ours)):,}"
+    same_action = sum(a[0] == b[0] for a, b in zip(d_ours, d_cedar, strict=True))
+    same_rule = sum(a == b for a, b in zip(d_ours, d_cedar, strict=True))
+    guard_same = sum(a == b for a, b in zip(d_guard, d_ours, strict=True))
+    print(f"decisions: ours guard path == ours rules only on {guard_same:,}"
           f"/{n:,}; cedar prebuilt and batch == cedar end to end on "
-          f"{sum(a == b == c for a, b, c in zip(d_cedar, d_core, d_batch)):,}/{n:,}; "
+          f"{sum(a == b == c for a, b, c in zip(d_cedar, d_core, d_batch, strict=True)):,}/{n:,}; "
           f"cedar evaluation errors {errors}")
     print(f"ours vs cedar: same action on {same_action:,}/{n:,} calls, same action and deciding rule "
           f"on {same_rule:,}/{n:,}")
     diffs = Counter((c["tool"], a[1] or "-", b[1] or "-")
-                    for c, a, b in zip(calls, d_ours, d_cedar) if a != b)
+                    for c, a, b in zip(calls, d_ours, d_cedar, strict=True) if a != b)
     for (tool, ours_rule, cedar_rule), count in diffs.most_common(6):
-        example = next(c["input"].get("sql", c["input"]) for c, a, b in zip(calls, d_ours, d_cedar)
+        example = next(c["input"].get("sql", c["input"])
+                       for c, a, b in zip(calls, d_ours, d_cedar, strict=True)
                        if a != b and (c["tool"], a[1] or "-", b[1] or "-") == (tool, ours_rule, cedar_rule))
         print(f"  {count:5,} {tool}: ours {ours_rule}, cedar {cedar_rule}  e.g. {json.dumps(example)[:70]}")
     print()
@@ -465,17 +465,17 @@ def _print_equivalence() -> None:
         "recipient_domain_in / _not_in: containsAll over the domains of to/cc/bcc",
         "run-metric comparisons on the counters as they stand after the call (host adds the call)",
         "field_equals on scalar input fields; the default (allow: a base permit)",
-        "most restrictive wins: Cedar's forbid-overrides-permit, and the forbid's action read "
-        "from the deciding policy ids (Cedar has two outcomes, we have three)",
+        ("most restrictive wins: Cedar's forbid-overrides-permit, and the forbid's action read "
+         "from the deciding policy ids (Cedar has two outcomes, we have three)"),
     ]:
         print(f"  - {line}")
     print("not equivalent:")
     for line in [
-        "sql_matches_regex: Cedar has no regular expressions; `like \"*word*\"` on lowercased "
-        "text stands in, without word boundaries (so 'dropped_at' matches 'drop')",
-        "sql_writes and e-mail parsing: Cedar cannot parse SQL or addresses; the host computes "
-        "them (the engine's own sqlglot check and address parser) and that time is in Cedar's "
-        "end-to-end row, not in its is_authorized-only row",
+        ("sql_matches_regex: Cedar has no regular expressions; `like \"*word*\"` on lowercased "
+         "text stands in, without word boundaries (so 'dropped_at' matches 'drop')"),
+        ("sql_writes and e-mail parsing: Cedar cannot parse SQL or addresses; the host computes "
+         "them (the engine's own sqlglot check and address parser) and that time is in Cedar's "
+         "end-to-end row, not in its is_authorized-only row"),
         "cost_usd: Cedar has no floats; micro-dollars as Long",
         "input schema checks and fail-closed denial of unknown tools: only in our guard path",
         "an unknown counter makes our deny rules apply; Cedar skips a policy that errors",

@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -131,7 +132,7 @@ def hop_table(runs: dict[str, list[Event]]) -> list[float]:
     every: list[float] = []
     for evs in runs.values():
         evs.sort(key=lambda e: e.seq)
-        for a, b in zip(evs, evs[1:], strict=False):
+        for a, b in pairwise(evs):
             ms = (b.event_time - a.event_time).total_seconds() * 1000
             if b.actor != "orchestrator":  # a worker's answer: a real hop through Kafka
                 hops[f"{a.event_type} → {b.event_type}"].append(ms)
