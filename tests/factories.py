@@ -93,7 +93,8 @@ def envelope(payload: Record, *, run_id: str = "run-0001", seq: int = 1, causati
 
 def a_run(run_id: str = "run-0001") -> list[Event]:
     """A run's first events: planned, one call done, a second one waiting for a person."""
-    plan = PlanGenerated(max_steps=3, budget_usd=0.5, stop_conditions=["done"], plan_json="{}", model_call=CALL,
+    plan = PlanGenerated(max_steps=3, budget_usd=0.5, stop_conditions=["done"], plan_json="{}",
+                         model_call=CALL,
                          steps=[PlanStep(id="s1", objective="find the policy", tool="search_docs",
                                          input_json='{"query": "refund"}', success_criteria="a passage"),
                                 PlanStep(id="s2", objective="tell the customer", tool="send_email",

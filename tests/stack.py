@@ -3,6 +3,7 @@ stack on the default ports is neither used nor disturbed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,10 +59,8 @@ class Stack:
         for name in dict.fromkeys(("watchdog", service)):
             pid = self.cli_json("status")["services"][name]["pid"]
             if pid is not None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             eventually(lambda name=name: not self.cli_json("status")["services"][name]["alive"],
                        what=f"{name} to stop")
 

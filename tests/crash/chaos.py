@@ -212,13 +212,15 @@ def _stacks(pid: int) -> str:
     spy = shutil.which("py-spy")
     if spy is None:
         return "(py-spy is not installed: no thread dump)"
-    dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60, check=False)
+    dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60,
+                          check=False)
     return f"--- its threads (py-spy dump):\n{(dump.stdout or dump.stderr).strip()}"
 
 
 def _describe_unended(stack: Stack, by_run: dict[str, list[Event]], run_ids: set[str],
                       limit: int = 5) -> tuple[str, set[str]]:
-    stuck = {r: by_run.get(r, []) for r in sorted(run_ids) if not (by_run.get(r) and by_run[r][-1].is_terminal)}
+    stuck = {r: by_run.get(r, []) for r in sorted(run_ids)
+             if not (by_run.get(r) and by_run[r][-1].is_terminal)}
     inbox = read_events(stack, stack.settings.inbox_topic)
     waits = {r: waiting_for(t, inbox.get(r, [])) for r, t in stuck.items()}
     blamed = Counter(waits.values())
@@ -247,7 +249,8 @@ def wait_for_runs(stack: Stack, chaos: Chaos, run_ids: set[str], *, label: str, 
             seen, moved = total, time.monotonic()
         now = time.monotonic()
         if now > deadline or now - moved > stall_s:
-            why = f"no new event for {now - moved:.0f} s" if now - moved > stall_s else f"{timeout_s:.0f} s passed"
+            why = (f"no new event for {now - moved:.0f} s" if now - moved > stall_s
+                   else f"{timeout_s:.0f} s passed")
             summary, blamed = _describe_unended(stack, by_run, run_ids)
             raise AssertionError(f"{label}: {summary}\n({why}; client errors: {chaos.errors or 'none'})\n"
                                  f"{health(stack, sorted(blamed))}")
@@ -273,8 +276,9 @@ def _once(found: Counter[str], wanted: set[str], what: str) -> None:
     doubled = {k: n for k, n in found.items() if n > 1}
     missing, stray = wanted - set(found), set(found) - wanted
     assert not (doubled or missing or stray), (
-        f"{what}: {len(doubled)} done twice or more {dict(list(doubled.items())[:5])}, {len(missing)} approved "
-        f"calls left none {sorted(missing)[:5]}, {len(stray)} without an approved call {sorted(stray)[:5]}")
+        f"{what}: {len(doubled)} done twice or more {dict(list(doubled.items())[:5])}, "
+        f"{len(missing)} approved calls left none {sorted(missing)[:5]}, "
+        f"{len(stray)} without an approved call {sorted(stray)[:5]}")
 
 
 def check_outcome(stack: Stack, by_run: dict[str, list[Event]], run_ids: set[str], *, label: str,
@@ -288,11 +292,13 @@ def check_outcome(stack: Stack, by_run: dict[str, list[Event]], run_ids: set[str
         timeline = by_run[run_id]
         events += len(timeline)
         seqs = [e.seq for e in timeline]
-        assert seqs == list(range(1, len(timeline) + 1)), f"{label}: run {run_id}: seq {seqs} is not dense from 1"
+        assert seqs == list(range(1, len(timeline) + 1)), \
+            f"{label}: run {run_id}: seq {seqs} is not dense from 1"
         kinds = [e.event_type for e in timeline]
         assert sum(e.is_terminal for e in timeline) == 1 and timeline[-1].is_terminal, \
             f"{label}: run {run_id}: not one terminal event, last: {kinds}"
-        assert kinds.count("RunStarted") == 1, f"{label}: run {run_id}: {kinds.count('RunStarted')} RunStarted"
+        assert kinds.count("RunStarted") == 1, \
+            f"{label}: run {run_id}: {kinds.count('RunStarted')} RunStarted"
         statuses[timeline[-1].event_type] += 1
         for e in timeline:
             call: Any = e.payload
@@ -327,7 +333,8 @@ def check_outcome(stack: Stack, by_run: dict[str, list[Event]], run_ids: set[str
             raise AssertionError(f"{label}: the sink stored {stored} of {events} events in "
                                  f"{store_timeout_s:.0f} s\n{health(stack, ['sink'])}")
         time.sleep(1)
-    assert stored == {"n": events, "u": events}, f"{label}: ClickHouse holds {stored}, the log {events} events"
+    assert stored == {"n": events, "u": events}, \
+        f"{label}: ClickHouse holds {stored}, the log {events} events"
     dead = read_log(stack, stack.settings.deadletter_topic)
     reasons = Counter(dict(m.headers() or []).get("dlq.reason", b"?").decode()[:60] for m in dead)
     return Outcome(statuses, events, stored, tickets, mail, want_tickets, want_mail, len(dead), dict(reasons))
@@ -341,8 +348,9 @@ def print_report(capsys: pytest.CaptureFixture[str], headline: str, chaos: Chaos
         print(f"  runs: {len(chaos.runs)} submitted, ended: {dict(outcome.statuses)}")
         print(f"  events: {outcome.events} in the log, {outcome.stored['n']} rows in ClickHouse "
               f"({outcome.stored['u']} distinct event ids)")
-        print(f"  tickets: {sum(outcome.tickets.values())} in the ticket store for {len(outcome.want_tickets)} "
-              f"approved calls; e-mails: {sum(outcome.mail.values())} in the Maildir for {len(outcome.want_mail)}")
+        print(f"  tickets: {sum(outcome.tickets.values())} in the ticket store for "
+              f"{len(outcome.want_tickets)} approved calls; e-mails: {sum(outcome.mail.values())} in the "
+              f"Maildir for {len(outcome.want_mail)}")
         # An approve sent again (the list read from ClickHouse lags) is accepted and then
         # dropped by the orchestrator: nothing waits any more.
         print(f"  approve calls accepted: {chaos.approvals}; gateway calls retried: "

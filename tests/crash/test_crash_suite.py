@@ -116,9 +116,10 @@ def _busiest_broker(stack: Stack, rng: random.Random) -> str:
     and of Kafka's offsets and transaction state, and the quorum if it is the active controller."""
     admin = AdminClient({"bootstrap.servers": stack.settings.bootstrap_servers, "log_level": 0})
     meta = admin.list_topics(timeout=10)
-    load: Counter[int] = Counter({b: 0 for b in meta.brokers})
+    load: Counter[int] = Counter(dict.fromkeys(meta.brokers, 0))
     for name, topic in meta.topics.items():
-        if name.startswith(stack.settings.topic_prefix) or name in ("__consumer_offsets", "__transaction_state"):
+        if name.startswith(stack.settings.topic_prefix) or name in ("__consumer_offsets",
+                                                                     "__transaction_state"):
             load.update(p.leader for p in topic.partitions.values())
     load[meta.controller_id] += 1
     top = max(load.values())

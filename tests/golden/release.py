@@ -41,7 +41,8 @@ def golden_records(name: str) -> list[dict[str, object]]:
               Checkpoint(live_runs=2), FinishedRunsPage(page=0, run_digests=bytes(range(32)))]
     out = []
     for body in bodies:
-        record = Snapshot(service="orchestrator", partition=1, covers=42, written_at=T0, body=body).model_dump()
+        snapshot = Snapshot(service="orchestrator", partition=1, covers=42, written_at=T0, body=body)
+        record = snapshot.model_dump()
         record["body"] = (f"agentlog.{type(body).__name__}", record["body"])
         out.append(record)
     return out

@@ -62,7 +62,7 @@ class FakeLLM:
         llm = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 body = json.loads(raw) if self.path == PATH else {}
                 llm.seen.append(Seen(time.monotonic(), body, dict(self.headers)))

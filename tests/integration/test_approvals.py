@@ -87,8 +87,8 @@ def test_the_executor_refuses_a_call_the_guard_never_approved(stack: Stack):
         causation_id=proposal["event_id"], tenant_id=run["tenant_id"], event_time=utcnow(),
         actor="policy_guard")
     p = Producer({"bootstrap.servers": stack.settings.bootstrap_servers})
-    p.produce(stack.settings.events_topic, key=run_id, value=codec.encode(forged), headers=headers_for(forged),
-              partition=partition_for(run_id, stack.settings.partitions))
+    p.produce(stack.settings.events_topic, key=run_id, value=codec.encode(forged),
+              headers=headers_for(forged), partition=partition_for(run_id, stack.settings.partitions))
     p.flush(10)
     dead = eventually(lambda: [m for m in read_topic(stack, stack.settings.deadletter_topic)
                                if m.key() == run_id.encode()], what="the executor's refusal")

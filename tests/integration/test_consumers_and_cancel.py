@@ -59,8 +59,9 @@ def test_a_cancelled_run_stops_and_its_parked_call_can_no_longer_be_approved(sta
     parked = stack.cli_json("submit", "Email the draft to reviewer@outside.example", "--wait")
     assert parked["status"] == "awaiting_approval"
     stack.cli("runs", "cancel", parked["run_id"], "--reason", "wrong recipient", "--by", "ana")
-    run = eventually(lambda: (r := stack.cli_json("runs", "show", parked["run_id"]))["status"] == "cancelled" and r,
-                     what="the cancellation")
+    run = eventually(
+        lambda: (r := stack.cli_json("runs", "show", parked["run_id"]))["status"] == "cancelled" and r,
+        what="the cancellation")
     last = run["events"][-1]
     assert last["event_type"] == "RunCancelled" and last["payload"]["reason"] == "wrong recipient"
     assert last["actor"] == "user:ana"

@@ -66,7 +66,8 @@ def test_bad_requests_get_the_right_status_and_a_clear_message(stack: Stack):
     r = http.post("/v1/runs", json={"text": "x" * 70_000})
     assert r.status_code == 413 and "larger than" in _error(r)
     key = f"k-{uuid.uuid4()}"
-    first = http.post("/v1/runs", json={"text": "How many orders are pending?"}, headers={"Idempotency-Key": key})
+    first = http.post("/v1/runs", json={"text": "How many orders are pending?"},
+                      headers={"Idempotency-Key": key})
     assert first.status_code == 202
     # The key's run must be on the log before a conflicting reuse can be judged.
     eventually(lambda: http.get(f"/v1/runs/{first.json()['run_id']}").status_code == 200, what="the run")
@@ -133,7 +134,8 @@ def test_a_stream_stops_at_its_timeout_and_follows_a_run_through_a_persons_decis
 def test_the_openapi_document_declares_every_error_of_every_operation(base: str):
     doc = httpx.get(f"{base}/openapi.json").json()
     run_ops = {(m, f"/v1/runs/{{run_id}}{tail}") for m, tail in
-               (("get", ""), ("get", "/events"), ("post", "/cancel"), ("post", "/approve"), ("post", "/reject"))}
+               (("get", ""), ("get", "/events"), ("post", "/cancel"), ("post", "/approve"),
+                ("post", "/reject"))}
     for (method, path) in {("post", "/v1/runs"), ("get", "/v1/approvals"), *run_ops}:
         responses = doc["paths"][path][method]["responses"]
         errors = {400, 401, 403, 503} | ({404} if "{run_id}" in path else set())

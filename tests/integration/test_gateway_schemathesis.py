@@ -6,7 +6,6 @@ and schema. Valid and invalid data (schemathesis' positive and negative modes) b
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +41,8 @@ class Findings:
 
     def summary(self) -> str:
         by_status = Counter(status for (_, status) in self.statuses.elements())
-        return f"{sum(by_status.values())} requests, statuses {dict(sorted(by_status.items()))}, " \
-               f"{len(self.failures)} failures"
+        return (f"{sum(by_status.values())} requests, statuses {dict(sorted(by_status.items()))}, "
+                f"{len(self.failures)} failures")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def schema(stack: Stack) -> Any:
 
 
 @pytest.fixture(scope="module")
-def tenant(stack: Stack) -> Iterator[dict[str, str]]:
+def tenant(stack: Stack) -> dict[str, str]:
     """A key of tenant `st-a`, one of `st-b`, and a completed run of `st-a`."""
     store = KeyStore(api_keys_file(stack.settings))
     mine, theirs = store.create(tenant_id="st-a", name="schemathesis")[1], store.create(
@@ -60,7 +59,7 @@ def tenant(stack: Stack) -> Iterator[dict[str, str]]:
     http = stack.client("st-a")
     run_id = http.post("/v1/runs", json={"text": "What are the API rate limits?"}).json()["run_id"]
     eventually(lambda: http.get(f"/v1/runs/{run_id}").json().get("status") == "completed", what="the run")
-    yield {"mine": mine, "theirs": theirs, "run_id": run_id}
+    return {"mine": mine, "theirs": theirs, "run_id": run_id}
 
 
 def _key(secret: str) -> dict[str, str]:

@@ -108,7 +108,8 @@ def test_a_killed_orchestrator_is_restarted_by_up_and_rebuilds_runs_from_the_log
     assert "started orchestrator" in started and "planner" not in started.split("started")[1].split("·")[0]
     # The rebuilt state still knows the parked call, so the approval continues that run.
     stack.cli("approvals", "approve", parked["run_id"], "--approver", "ops")
-    run = eventually(lambda: (r := stack.cli_json("runs", "show", parked["run_id"]))["status"] == "completed" and r,
-                     what="the run to finish after the restart")
+    run = eventually(
+        lambda: (r := stack.cli_json("runs", "show", parked["run_id"]))["status"] == "completed" and r,
+        what="the run to finish after the restart")
     assert [e["seq"] for e in run["events"]] == list(range(1, len(run["events"]) + 1))
     assert [e["event_type"] for e in run["events"]].count("RunStarted") == 1

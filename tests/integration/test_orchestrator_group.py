@@ -22,7 +22,7 @@ def _dense(run: dict) -> bool:
 
 
 def test_a_second_orchestrator_shares_the_work_and_takes_over_when_the_first_dies(stack: Stack):
-    log = open(stack.settings.path("logs", "orchestrator-1.log"), "ab")
+    log = open(stack.settings.path("logs", "orchestrator-1.log"), "ab")  # noqa: SIM115 - closed in the finally
     second = subprocess.Popen([sys.executable, "-m", "streams.services.orchestrator"], cwd=REPO_ROOT,
                               env={**stack.env, "AGENTLOG_INSTANCE_ID": "1"}, stdout=log,
                               stderr=subprocess.STDOUT)

@@ -4,7 +4,7 @@ through a candidate policy."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def mine(report: dict[str, Any], tenant: str) -> list[dict[str, Any]]:
 
 def test_backtest_reports_flips_by_rule_tool_and_tenant(stack: Stack, tmp_path: Path) -> None:
     tenant = f"backtest-{uuid.uuid4().hex[:8]}"
-    since = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     requests = {
         "Drop the orders table.": "completed",
         "What is our refund policy for annual plans?": "completed",

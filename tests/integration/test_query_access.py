@@ -30,8 +30,8 @@ def test_a_refused_write_leaves_the_sink_inserting(stack: Stack):
     refused = stack.cli("sql", "SET readonly = 0", check=False)
     assert refused.returncode != 0
     run_id = stack.cli_json("submit", "How many customers do we have in Germany?", "--wait")["run_id"]
-    eventually(lambda: stack.sql(f"SELECT count() AS n FROM agent_events WHERE run_id = '{run_id}'")[0]["n"] >= 6,
-               what="the sink to go on inserting")
+    stored = f"SELECT count() AS n FROM agent_events WHERE run_id = '{run_id}'"
+    eventually(lambda: stack.sql(stored)[0]["n"] >= 6, what="the sink to go on inserting")
     assert stack.sql("SELECT count() AS n FROM agent_events WHERE run_id = 'y'")[0]["n"] == 0
 
 

@@ -99,13 +99,15 @@ def test_a_late_result_of_an_ended_run_is_dropped_and_one_of_no_run_is_dead_lett
     run = stack.cli_json("runs", "show", done["run_id"])
     # Its state is gone from memory after a restart: only its digest says it ended.
     eventually(lambda: done["run_id"] not in _stored(stack, "orchestrator")
-               or _stored(stack, "orchestrator")[done["run_id"]] == "tombstone", what="the run to be forgotten")
+               or _stored(stack, "orchestrator")[done["run_id"]] == "tombstone",
+               what="the run to be forgotten")
     _restart(stack, "orchestrator")
 
     codec = EventCodec()
     approved = next(e for e in run["events"] if e["event_type"] == "ToolApproved")
     late = Event.of(ToolExecuted(step_id="s1", tool="query_sql", status="ok", duration_ms=5, cost_usd=0.0),
-                    run_id=done["run_id"], seq=0, event_id=str(uuid.uuid4()), causation_id=approved["event_id"],
+                    run_id=done["run_id"], seq=0, event_id=str(uuid.uuid4()),
+                    causation_id=approved["event_id"],
                     tenant_id="default", event_time=datetime.now(UTC), actor="tool_executor")
     never = late.model_copy(update={"run_id": f"never-{uuid.uuid4()}"})
     again = Event.of(RunRequested(text="How many customers do we have in Germany?", idempotency_key=key),
@@ -133,7 +135,8 @@ def test_a_snapshot_that_cannot_be_read_is_rebuilt_from_the_runs_events(stack: S
     assert parked["status"] == "awaiting_approval"
     run_id = parked["run_id"]
     eventually(lambda: _stored(stack, "orchestrator").get(run_id) == "RunSnapshot", what="its snapshot")
-    first = min(m.offset() for m in read_topic(stack, stack.settings.events_topic) if m.key() == run_id.encode())
+    first = min(m.offset() for m in read_topic(stack, stack.settings.events_topic)
+                if m.key() == run_id.encode())
     p = Producer({"bootstrap.servers": stack.settings.bootstrap_servers})
     for service in FOLDING:
         p.produce(stack.settings.snapshots_topic(service), key=run_id.encode(), value=b"\xc3\x01 damaged",

@@ -423,10 +423,10 @@ def test_warm_sandbox_serves_calls_from_one_child_and_replaces_it_after_a_timeou
     try:
         query = {"sql": "SELECT count(*) FROM customers"}
         first = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
-        child = sandbox._proc.pid  # noqa: SLF001 - which process served is the point here
+        child = sandbox._proc.pid  # which process served is the point here
         second = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
         assert first.status == second.status == "ok" and second.output["rows"] == [[20]]
-        assert sandbox._proc.pid == child  # noqa: SLF001
+        assert sandbox._proc.pid == child
         # A warm child answers a small query in well under a millisecond: give it real work.
         long_query = {"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
                              "WHERE x < 50000000) SELECT count(*) FROM c"}
@@ -434,7 +434,7 @@ def test_warm_sandbox_serves_calls_from_one_child_and_replaces_it_after_a_timeou
                            timeout_s=0.2)
         assert slow.status == "timeout" and "child killed" in (slow.error or "")
         again = sandbox.run(tool="query_sql", input=query, cfg=cfg, idempotency_key="k", timeout_s=30)
-        assert again.status == "ok" and sandbox._proc.pid != child  # noqa: SLF001
+        assert again.status == "ok" and sandbox._proc.pid != child
     finally:
         sandbox.close()
 
@@ -447,7 +447,7 @@ def test_warm_sandbox_recovers_from_a_killed_child_and_keeps_tool_errors_apart(
         ok = sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg, idempotency_key="k",
                          timeout_s=30)
         assert ok.status == "ok"
-        os.kill(sandbox._proc.pid, signal.SIGKILL)  # noqa: SLF001
+        os.kill(sandbox._proc.pid, signal.SIGKILL)
         dead = sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg,
                            idempotency_key="k", timeout_s=30)
         assert dead.status == "error" and "sandbox child" in (dead.error or "")

@@ -4,6 +4,7 @@ systemd the heartbeat is the watchdog ping."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,8 +33,9 @@ def _service(stack: Stack, name: str) -> dict:
 def test_a_killed_service_is_started_again_without_anyone_running_up(stack: Stack):
     before = _service(stack, "orchestrator")
     os.kill(before["pid"], signal.SIGKILL)
-    after = eventually(lambda: (s := _service(stack, "orchestrator"))["alive"] and s["pid"] != before["pid"] and s,
-                       timeout=30, what="the watchdog to start the orchestrator again")
+    after = eventually(
+        lambda: (s := _service(stack, "orchestrator"))["alive"] and s["pid"] != before["pid"] and s,
+        timeout=30, what="the watchdog to start the orchestrator again")
     assert after["restarts"] >= 1
     assert stack.cli_json("submit", "What is our refund policy?", "--wait")["status"] == "completed"
 
@@ -45,10 +47,8 @@ def test_a_stalled_service_is_stopped_and_started_again(stack: Stack):
         eventually(lambda: (s := _service(stack, "planner"))["pid"] != before["pid"] and s["alive"],
                    timeout=60, what="the watchdog to replace the stalled planner")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(before["pid"], signal.SIGCONT)
-        except ProcessLookupError:
-            pass
     reasons = json.loads(stack.settings.path("run", "watchdog.json").read_text())
     assert reasons["planner"]["last_reason"].startswith("stalled: main loop silent for")
     assert stack.cli_json("submit", "How many orders are pending?", "--wait")["status"] == "completed"
@@ -67,8 +67,8 @@ def test_the_heartbeat_tells_systemd_ready_and_alive(tmp_path, monkeypatch):
         assert [sock.recv(64), sock.recv(64)] == [b"READY=1", b"WATCHDOG=1"]
         ctx.progress_at -= 1000  # no progress for long, and not waiting for Kafka: no ping
         ctx.beat(force=True)
+        sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
-            sock.settimeout(0.5)
             sock.recv(64)
         ctx.waiting("kafka", "the broker is away")  # a restart would not help: still alive
         ctx.beat(force=True)

@@ -53,8 +53,8 @@ for released, golden in zip(sys.argv[1::2], sys.argv[2::2]):
     with open(golden, "rb") as f:
         records = list(fastavro.reader(f, reader_schema=parse_schema(event_schema()),
                                        return_record_name=True, return_record_name_override=True))
-    result["container"] = sum(
-        Event.model_validate({**r, "payload": r["payload"][1]}).event_type == r["event_type"] for r in records)
+    result["container"] = sum(Event.model_validate({**r, "payload": r["payload"][1]}).event_type
+                              == r["event_type"] for r in records)
     with open(golden, "rb") as f:
         as_written = list(fastavro.reader(f, return_record_name=True))
     decoded, errors = 0, set()
@@ -62,7 +62,8 @@ for released, golden in zip(sys.argv[1::2], sys.argv[2::2]):
         body = io.BytesIO()
         fastavro.schemaless_writer(body, writer, record)
         try:
-            decoded += codec is not None and codec.decode(header + body.getvalue()).event_type == record["event_type"]
+            decoded += (codec is not None
+                        and codec.decode(header + body.getvalue()).event_type == record["event_type"])
         except DecodeError as exc:
             errors.add(str(exc))
     result.update(records=len(as_written), single_object=decoded, errors=sorted(errors))
@@ -97,7 +98,8 @@ class Install:
 
 def _run(argv: list[str | Path], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     proc = subprocess.run([str(a) for a in argv], check=False, capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"{' '.join(map(str, argv))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, \
+        f"{' '.join(map(str, argv))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -128,9 +130,10 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     _run([sys.executable, "-m", "venv", venv], cwd=root, env=env)
     _run([venv / "bin" / "python", "-m", "pip", "install", "-q", wheel], cwd=root, env=env)
     installed = time.monotonic()
-    print(f"\nwheel built in {built - started:.1f}s, fresh venv with every dependency in {installed - built:.1f}s")
-    site = Path(_run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=root, env=env).stdout.strip())
+    print(f"\nwheel built in {built - started:.1f}s, "
+          f"fresh venv with every dependency in {installed - built:.1f}s")
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(_run([venv / "bin" / "python", "-c", purelib], cwd=root, env=env).stdout.strip())
     yield Install(python=venv / "bin" / "python", bin=venv / "bin", site_packages=site,
                   env={**env, "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
                        "AGENTLOG_SETTINGS_FILE": str(root / "none.env")})
@@ -163,7 +166,8 @@ def test_the_installed_wheel_decodes_data_written_with_every_released_schema(ins
         assert result["container"] == result["single_object"] == result["records"], (name, result)
 
 
-def test_the_installed_wheel_keeps_its_state_in_the_current_directory_and_has_its_data_files(install, tmp_path):
+def test_the_installed_wheel_keeps_its_state_in_the_current_directory_and_has_its_data_files(
+        install, tmp_path):
     out = _py(install, _DEFAULTS, cwd=tmp_path)
     assert out["home"] == str(tmp_path / ".agentlog")
     assert out["missing"] == []
@@ -181,8 +185,8 @@ def test_agentlog_demo_runs_end_to_end_from_the_installed_wheel(install, tmp_pat
     agentlog = install.bin / "agentlog"
     try:
         started = time.monotonic()
-        demo = subprocess.run([agentlog, "demo"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        demo = subprocess.run([agentlog, "demo"], check=False, cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
         print(f"\nagentlog demo took {time.monotonic() - started:.1f}s")
         assert demo.returncode == 0, f"{demo.stdout}\n{demo.stderr}"
         stored = re.search(r"(\d+) events stored for these 5 runs \(the log holds (\d+)\)", demo.stdout)
@@ -196,16 +200,20 @@ def test_agentlog_demo_runs_end_to_end_from_the_installed_wheel(install, tmp_pat
         assert sorted(r["last"] for r in last) == ["ApprovalRequested"] + ["RunCompleted"] * 4, last
         # The packaged sample documents, database and ticket store answered.
         executed = {r["tool"]: r for r in sql(
-            "SELECT JSONExtractString(payload, 'tool') AS tool, JSONExtractString(payload, 'status') AS status, "
+            "SELECT JSONExtractString(payload, 'tool') AS tool, "
+            "JSONExtractString(payload, 'status') AS status, "
             "JSONExtractString(payload, 'output_json') AS output FROM agent_events "
             "WHERE tenant_id = 'demo' AND event_type = 'ToolExecuted'")}
         assert {t: r["status"] for t, r in executed.items()} == {
             "search_docs": "ok", "query_sql": "ok", "create_ticket": "ok"}, executed
         assert "refund" in executed["search_docs"]["output"].lower()
     finally:
-        subprocess.run([agentlog, "down"], check=False, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        subprocess.run([agentlog, "down"], check=False, cwd=tmp_path, env=env, capture_output=True,
+                       timeout=120)
     assert (home / "logs" / "orchestrator.log").is_file()
     assert any((cache / "agentlog" / "kafka-libs").glob("*/kafka_2.13-*.jar"))
-    ours = [install.site_packages / name for name in ("schemas", "processors", "policies", "sinks", "streams", "infra")]
-    written = [p for pkg in ours for p in pkg.rglob("*") if p.name in ("libs", "target") or p.suffix == ".jar"]
+    ours = [install.site_packages / name
+            for name in ("schemas", "processors", "policies", "sinks", "streams", "infra")]
+    written = [p for pkg in ours for p in pkg.rglob("*")
+               if p.name in ("libs", "target") or p.suffix == ".jar"]
     assert not (install.site_packages / ".agentlog").exists() and written == [], written

@@ -77,7 +77,7 @@ def test_a_codec_without_registry_refuses_confluent_framing_with_the_reason():
         EventCodec().decode(framed)
 
 
-@pytest.mark.parametrize("data, reason", [
+@pytest.mark.parametrize(("data", "reason"), [
     (b"", "no single-object"),
     (b"{\"run_id\": 1}", "no single-object"),
     (b"\xc3\x01" + b"\x00" * 8 + b"abc", "unknown schema fingerprint"),
@@ -103,7 +103,7 @@ def test_payload_type_must_match_event_type():
     record["payload"] = ("agentlog.ApprovalGranted", record["payload"])
     fastavro.schemaless_writer(out, fastavro.parse_schema(event_schema()), record)
     assert out.getvalue()[:10] == data_header
-    with pytest.raises(DecodeError, match="payload is agentlog.ApprovalGranted"):
+    with pytest.raises(DecodeError, match=r"payload is agentlog\.ApprovalGranted"):
         codec.decode(out.getvalue())
 
 

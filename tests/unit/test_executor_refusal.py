@@ -66,7 +66,7 @@ def test_a_call_the_guard_rejected_cannot_be_approved_afterwards():
 def test_replaying_an_approval_with_a_stale_seq_is_refused():
     r = _proposed_ticket()
     r.reply("ToolProposed", approve("s1", "create_ticket", TICKET))
-    state, approved = _split(r.log)
+    _state, approved = _split(r.log)
     later = fold(r.log)
     assert "does not follow" in refusal(later, approved, registry=REGISTRY)
 

@@ -18,7 +18,8 @@ def test_a_run_must_begin_with_run_started_at_seq_1():
     with pytest.raises(FoldError, match="begins with ToolApproved"):
         evolve(None, envelope(APPROVED, run_id="r1", seq=1))
     with pytest.raises(FoldError, match="begins at seq 4"):
-        evolve(None, envelope(RunStarted(text="hi", route="default", idempotency_key="k"), run_id="r1", seq=4))
+        evolve(None, envelope(RunStarted(text="hi", route="default", idempotency_key="k"), run_id="r1",
+                              seq=4))
 
 
 def test_an_event_must_be_the_next_one_of_the_same_run():

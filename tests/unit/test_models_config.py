@@ -155,7 +155,7 @@ def test_cost_is_tokens_times_the_price_per_thousand() -> None:
 
 def test_cost_of_an_unpriced_model_or_negative_tokens_is_an_error() -> None:
     config = parse_models_config(LLM)
-    with pytest.raises(ValueError, match="'gpt-9' has no price.*small-model"):
+    with pytest.raises(ValueError, match=r"'gpt-9' has no price.*small-model"):
         cost_usd(config, "gpt-9", 1, 1)
     with pytest.raises(ValueError, match="negative"):
         cost_usd(config, "small-model", -1, 1)
@@ -350,8 +350,8 @@ def test_a_finalizer_without_its_api_key_fails_each_call_by_name() -> None:
 
 @pytest.mark.parametrize(("finalizer", "expected"), [
     ("{provider: scripted, model: scripted-v1}",
-     "routes.support.finalizer.provider: 'scripted' is the scripted provider, which cannot be a "
-     "finalizer (it only plans)"),
+     ("routes.support.finalizer.provider: 'scripted' is the scripted provider, which cannot be a "
+      "finalizer (it only plans)")),
     ("{provider: gpt, model: m}",
      "routes.support.finalizer.provider: 'gpt' is not declared under providers (declared: o, scripted)"),
     ("{provider: o, model: gpt-4o}",

@@ -133,7 +133,7 @@ def test_denied_approval_rejects_the_call():
     r.send(envelope(ApprovalDenied(step_id="s1", approver="ana", reason="no"), run_id=RUN, seq=0,
                     event_id="h1"))
     rejected = r.last("ToolRejected").payload
-    assert rejected.rejected_by == "ana" and "rejected by ana: no" == rejected.reason
+    assert rejected.rejected_by == "ana" and rejected.reason == "rejected by ana: no"
     assert "ToolApproved" not in r.types()
 
 

@@ -69,7 +69,7 @@ def test_stdin_is_read_by_default_and_by_dash() -> None:
 
 
 def test_jsonl_answers_each_line_and_a_non_json_line_is_invalid() -> None:
-    text = "\n".join([VALID, "", "this is not JSON", invalid(), VALID]) + "\n"
+    text = f"{VALID}\n\nthis is not JSON\n{invalid()}\n{VALID}\n"
     result = run("--jsonl", stdin=text)
     assert result.exit_code == 1
     out = results(result)

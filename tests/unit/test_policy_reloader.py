@@ -47,7 +47,7 @@ def setup(tmp_path: Path) -> tuple[Path, Clock, PolicyReloader]:
 
 
 def test_first_load_gives_the_files_policy(setup: tuple[Path, Clock, PolicyReloader]) -> None:
-    path, _, reloader = setup
+    _path, _, reloader = setup
     policy = reloader.current()
     assert policy.version == parse_policy(DENY_WRITES).version
     assert policy.evaluate(**SQL).rule == "no_writes"
@@ -129,7 +129,7 @@ def test_rewriting_the_same_bytes_keeps_the_version(
 
 def test_an_unexpected_failure_while_reloading_never_raises(
         setup: tuple[Path, Clock, PolicyReloader], monkeypatch: pytest.MonkeyPatch) -> None:
-    path, clock, reloader = setup
+    _path, clock, reloader = setup
     good = reloader.current()
 
     def boom(_: object) -> None:

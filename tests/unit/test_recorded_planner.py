@@ -149,7 +149,7 @@ def test_it_answers_a_rejected_run_with_the_raw_output_the_model_wrote() -> None
 
 def test_a_run_whose_model_call_failed_fails_again_with_the_same_reason() -> None:
     planner = RecordedPlanner(recorded_runs())
-    with pytest.raises(ModelError, match="^HTTP 503 after 3 tries$"):
+    with pytest.raises(ModelError, match=r"^HTTP 503 after 3 tries$"):
         planner.plan(run_id="run-failed")
 
 

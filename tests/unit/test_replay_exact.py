@@ -152,7 +152,7 @@ def test_an_orchestrator_event_today_does_not_append_is_reported() -> None:
     run = golden("docs_question")
     extra = run.events[2].model_copy(update={"seq": 4})
     shifted = tuple(e.model_copy(update={"seq": e.seq + 1}) for e in run.events[3:])
-    events = run.events[:3] + (extra,) + shifted
+    events = (*run.events[:3], extra, *shifted)
     found = check_run(with_events(run, events), processors=TODAY).divergence
     assert found is not None
     assert (found.seq, found.processor, found.got) == (4, "orchestrator", None)

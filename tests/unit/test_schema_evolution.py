@@ -19,9 +19,9 @@ from schemas.codec import (
     expanded_schema,
     schema_fingerprint,
 )
+from schemas.events import Event
 from schemas.snapshot_codec import SnapshotCodec
 from schemas.snapshots import BODY_TYPES
-from schemas.events import Event
 from tests.factories import envelope, one_of_each
 
 GOLDEN = Path(__file__).parents[1] / "golden"

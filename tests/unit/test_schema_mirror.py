@@ -66,7 +66,8 @@ def _all_records() -> list[type[Record]]:
     def visit(model: type[Record]) -> None:
         seen[model.__name__] = model
         for hint in typing.get_type_hints(model).values():
-            for arg in [hint, *typing.get_args(hint), *[a for h in typing.get_args(hint) for a in typing.get_args(h)]]:
+            nested = [a for h in typing.get_args(hint) for a in typing.get_args(h)]
+            for arg in [hint, *typing.get_args(hint), *nested]:
                 if isinstance(arg, type) and issubclass(arg, Record) and arg.__name__ not in seen:
                     visit(arg)
 
@@ -97,4 +98,5 @@ def test_snapshot_envelope_matches_avsc_and_union_order():
     avsc = _avsc_fields("Snapshot")
     body = next(f for f in avsc if f["name"] == "body")
     assert body["type"] == [f"agentlog.{n}" for n in BODY_TYPES]
-    assert [f for f in _mirror_fields(Snapshot) if f["name"] != "body"] == [f for f in avsc if f["name"] != "body"]
+    mirrored = [f for f in _mirror_fields(Snapshot) if f["name"] != "body"]
+    assert mirrored == [f for f in avsc if f["name"] != "body"]
