@@ -1,9 +1,10 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up what it needs.
+# `make test` lints and type-checks first (`make lint`), and stops there when either fails.
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit crash down clean
+.PHONY: demo lint test test-unit crash down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +19,11 @@ infra/kafka/libs/.fetched: infra/kafka/pom.xml
 demo: $(STAMP) infra/kafka/libs/.fetched
 	$(VENV)/bin/agentlog demo
 
-test: $(STAMP) infra/kafka/libs/.fetched
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint infra/kafka/libs/.fetched
 	$(VENV)/bin/pytest -q
 
 crash: $(STAMP) infra/kafka/libs/.fetched
