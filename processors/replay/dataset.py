@@ -111,9 +111,9 @@ def run_from_doc(doc: Mapping[str, Any]) -> RecordedRun:
             raise DatasetError(f"run {run_id}: an event is not an object")
         payload = stored.get("payload")
         item = stored
-        if isinstance(payload, str):  # as ClickHouse stores it
-            item = {**stored, "payload": json.loads(payload)}
         try:
+            if isinstance(payload, str):  # as ClickHouse stores it
+                item = {**stored, "payload": json.loads(payload)}
             events.append(Event.model_validate(
                 {**item, "run_id": run_id, "tenant_id": item.get("tenant_id") or tenant_id}))
         except ValidationError as exc:  # before ValueError: it is one, but a verbose one

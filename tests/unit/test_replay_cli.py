@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from policies import DEFAULT_POLICY_PATH
+from processors.replay.dataset import DatasetError, run_from_doc
 from streams.cli.common import Context
 from streams.cli.replay import export, gate_cmd, replay, score
 from streams.replay_io import write_dataset
@@ -146,3 +147,11 @@ def test_replaying_in_several_processes_gives_the_same_results(tmp_path: Path) -
         assert out.exit_code == 0, out.output
     one, two = ((tmp_path / w / "results.jsonl").read_text() for w in ("1", "2"))
     assert one == two and len(one.splitlines()) == 450
+
+
+def test_a_stored_payload_that_is_not_json_is_a_dataset_error_naming_the_event():
+    doc = {"run_id": "r-1", "tenant_id": "acme", "events": [
+        {"seq": 1, "event_id": "e1", "event_type": "RunStarted", "actor": "orchestrator",
+         "event_time": "2026-11-26T09:00:00+00:00", "payload": "{not json"}]}
+    with pytest.raises(DatasetError, match="run r-1 seq 1"):
+        run_from_doc(doc)
