@@ -6,8 +6,10 @@
   schema, another run's key, an event its run cannot take) becomes a dead letter with the
   reason, topic, partition and offset in headers, or, while rebuilding state, a counted skip;
   the process goes on.
-- `Outbox` and `commit`: flush, check that everything was delivered, then commit; a commit the
-  coordinator cannot take yet is retried, never fatal.
+- `Outbox` and `commit`: flush, check that everything was delivered, then send the commit
+  (never waited on: a coordinator that is loading or moving cannot block the loop).
+- `serve`: the loop every service runs on it: a client that failed for good ends the process,
+  a log that does not answer is waited out, and the service goes on from its last commit.
 """
 
 from __future__ import annotations
