@@ -16,19 +16,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.error import URLError
 
 import anyio
 from confluent_kafka import KafkaException
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
@@ -47,6 +44,24 @@ from schemas.events import (
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.claims import Claims, Places
+from streams.gateway_schema import (
+    EVENT_FRAME,
+    MAX_BODY_BYTES,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Approval,
+    Cancel,
+    CancelAccepted,
+    Decision,
+    DecisionAccepted,
+    EventDoc,
+    RunAccepted,
+    RunId,
+    RunRequest,
+    RunView,
+    error_body,
+    errors,
+)
 from streams.kafka import producer as make_producer
 from streams.models_config import load_models_config
 from streams.query_api import QueryError
@@ -67,192 +82,14 @@ __all__ = ["MAX_BODY_BYTES", "STREAM_POLL_S", "RunRequest", "create_app", "error
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 STREAM_POLL_S = 0.25
 """How often an open event stream looks for new events."""
 _KEEPALIVE_S = 15.0
 _RETRY_AFTER_S = 5
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
-    """The one shape of every error the gateway answers."""
-    return {"error": {"status": status, "message": message}}
-
-
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
-
-
-# Text a person or client gave that the log would keep: NUL bytes break C consumers and most
-# stores downstream, and a blank name or request is a client bug, not a request.
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise PydanticCustomError("bad_text", "must not contain NUL bytes")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError("bad_text", "must be valid Unicode (no lone surrogates)") from None
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("bad_text", "must not be blank")
-    return _no_nul(value)
-
-
-_TEXT_PATTERN = r"^[^\u0000]*\S[^\u0000]*$"
-Text = Annotated[str, AfterValidator(_not_blank)]
-FreeText = Annotated[str, AfterValidator(_no_nul)]
-
-
-def _text_field(*, max_length: int, description: str, default: Any = ...) -> Any:
-    # minLength and the pattern are for the document (and the clients generated from it); the
-    # validator enforces them, so that a blank value is a 400 like a NUL byte, not a 422.
-    return Field(default, max_length=max_length, description=description,
-                 json_schema_extra={"minLength": 1, "pattern": _TEXT_PATTERN})
-
-
-class Decision(BaseModel):
-    """Body of POST /v1/runs/{run_id}/approve and /reject."""
-
-    approver: Text = _text_field(max_length=200, description="Who decides, for the audit trail.")
-    reason: FreeText = Field(default="", max_length=2_000)
-
-
-class Cancel(BaseModel):
-    """Body of POST /v1/runs/{run_id}/cancel."""
-
-    reason: FreeText = Field(default="cancelled over HTTP", max_length=2_000)
-    requested_by: Text = _text_field(max_length=200, default="api", description="Who cancels.")
-
-
-class RunRequest(BaseModel):
-    """Body of POST /v1/runs."""
-
-    text: Text = _text_field(max_length=10_000, description="What the agent should do.")
-    tenant_id: Text | None = _text_field(max_length=128, default=None,
-                                         description="Must be the key's tenant when given.")
-    route: Text = _text_field(max_length=128, default="default",
-                              description="A route the models file declares.")
-
-
-class ErrorDetail(BaseModel):
-    status: int = Field(description="The HTTP status, again.")
-    message: str = Field(description="What was wrong, for a person.")
-
-
-class ErrorBody(BaseModel):
-    """Every error the gateway answers."""
-
-    error: ErrorDetail
-
-
-class RunAccepted(BaseModel):
-    run_id: str
-    status: Literal["accepted"]
-    tenant_id: str
-
-
-class EventDoc(BaseModel):
-    """One event of a run's timeline."""
-
-    seq: int
-    event_type: str
-    actor: str
-    event_time: str
-    event_id: str
-    causation_id: str | None
-    payload: dict[str, Any]
-
-
-class RunView(BaseModel):
-    run_id: str
-    status: str
-    events: list[EventDoc]
-
-
-_EVENT_FRAME = {
-    "type": "object", "required": ["event", "data"],
-    "description": "One server-sent event: a run's event (`id` its seq, `event` its type), then "
-                   "`end` with the run's status, or `error` if the run cannot be read any more.",
-    "properties": {
-        "id": {"type": "string"},
-        "event": {"type": "string"},
-        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"anyOf": [
-            EventDoc.model_json_schema(),
-            {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
-            {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["status", "message"],
-                "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
-        ]}},
-    },
-}
-
-
-class CancelAccepted(BaseModel):
-    run_id: str
-    status: Literal["cancel_requested"]
-
-
-class Approval(BaseModel):
-    """A call waiting for a person."""
-
-    model_config = ConfigDict(extra="allow")
-
-    run_id: str
-    tenant_id: str
-    step_id: str
-    tool: str
-    input: dict[str, Any]
-    rule: str | None
-    reason: str
-    since: datetime
-    expires_at: datetime
-
-
-class DecisionAccepted(BaseModel):
-    run_id: str
-    step_id: str | None
-    decision: Literal["approved", "rejected"]
-
-
-_WHY = {
-    400: "Not HTTP, not JSON, a NUL byte, blank text or an empty Idempotency-Key.",
-    401: "No API key, or one the gateway does not know.",
-    403: "The key lacks the role, or the body names another tenant.",
-    404: "No such run; a run of another tenant is answered the same way.",
-    408: "The body did not arrive within the read timeout.",
-    409: "The request conflicts with the run's state.",
-    413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
-    422: "A field is invalid; the message names it.",
-    429: "Too many open event streams, for this key or in all; try again after Retry-After seconds.",
-    503: "The event log (or the analytics store) does not answer; try again.",
-}
-
-
-def _errors(*codes: int, json_ref: bool = False, **why: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses for these error statuses, each with the error schema (`why`: `s409=...`).
-
-    json_ref: name the schema rather than the model, for an operation whose own media type is
-    not JSON (FastAPI would file the model under it)."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        schema: dict[str, Any] = (
-            {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
-            if json_ref else {"model": ErrorBody})
-        out[code] = {**schema, "description": why.get(f"s{code}", _WHY[code])}
-    if 429 in out:
-        out[429]["headers"] = {"Retry-After": {"description": "Seconds to wait.",
-                                               "schema": {"type": "integer"}}}
-    if 401 in out:
-        out[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-    return out
-
-
-_READ = (400, 401, 403, 404, 422, 503)
-_WRITE = (400, 401, 403, 404, 408, 409, 413, 422, 503)
-RunId = Annotated[str, Path(min_length=1, max_length=128, description="The run's id.")]
 
 
 @dataclass(frozen=True)
@@ -449,7 +286,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         return {"status": "ok"}
 
     @app.post("/v1/runs", status_code=202, response_model=RunAccepted,
-              responses=_errors(400, 401, 403, 408, 409, 413, 422, 503,
+              responses=errors(400, 401, 403, 408, 409, 413, 422, 503,
                                 s409="This Idempotency-Key was used for a different request."))
     async def create_run(body: RunRequest, key: Annotated[ApiKey, needs("submit")],
                          idempotency_key: Annotated[str | None, Header(
@@ -482,7 +319,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             raise
         return RunAccepted(run_id=run_id, status="accepted", tenant_id=key.tenant_id)
 
-    @app.get("/v1/runs/{run_id}", response_model=RunView, responses=_errors(*_READ))
+    @app.get("/v1/runs/{run_id}", response_model=RunView, responses=errors(*READ_ERRORS))
     def get_run(run_id: RunId, key: Annotated[ApiKey, needs("read")]) -> RunView:
         events = own_run(run_id, key)
         return RunView(run_id=run_id, status=run_status(events),
@@ -490,8 +327,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
 
     @app.get("/v1/runs/{run_id}/events", response_class=_EventStream, status_code=200,
              responses={200: {"description": "Server-sent events: the run's events, then `end`.",
-                              "content": {"text/event-stream": {"schema": _EVENT_FRAME}}},
-                        **_errors(*_READ, 429, json_ref=True)})
+                              "content": {"text/event-stream": {"schema": EVENT_FRAME}}},
+                        **errors(*READ_ERRORS, 429, json_ref=True)})
     async def stream_run(run_id: RunId, key: Annotated[ApiKey, needs("read")],
                          timeout_s: Annotated[float, Query(
                              gt=0, le=3600, allow_inf_nan=False,
@@ -510,7 +347,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                             on_close=lambda: streams.give_back(key.id))
 
     @app.post("/v1/runs/{run_id}/cancel", status_code=202, response_model=CancelAccepted,
-              responses=_errors(*_WRITE, s409="The run already ended."))
+              responses=errors(*WRITE_ERRORS, s409="The run already ended."))
     def cancel(run_id: RunId, body: Cancel, key: Annotated[ApiKey, needs("submit")]) -> CancelAccepted:
         events = own_run(run_id, key)
         try:
@@ -522,7 +359,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             raise HTTPException(409, str(exc)) from None
         return CancelAccepted(run_id=run_id, status="cancel_requested")
 
-    @app.get("/v1/approvals", response_model=list[Approval], responses=_errors(400, 401, 403, 503))
+    @app.get("/v1/approvals", response_model=list[Approval], responses=errors(400, 401, 403, 503))
     def list_approvals(key: Annotated[ApiKey, needs("read")]) -> list[dict[str, Any]]:
         """The tenant's calls waiting for a person, oldest first."""
         return pending_approvals(settings, tenant_id=key.tenant_id, codec=codec)
@@ -551,8 +388,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             raise
         return DecisionAccepted(run_id=run_id, step_id=step, decision="approved" if approve else "rejected")
 
-    decision_errors = _errors(*_WRITE, s409="Nothing waits for a decision: the call was already decided, "
-                                            "or the run is not waiting.")
+    decision_errors = errors(*WRITE_ERRORS, s409="Nothing waits for a decision: the call was already "
+                                                 "decided, or the run is not waiting.")
 
     @app.post("/v1/runs/{run_id}/approve", status_code=202, response_model=DecisionAccepted,
               responses=decision_errors)
