@@ -57,6 +57,19 @@ def _stored(stack: Stack, service: str) -> dict[str, str]:
     return latest
 
 
+def _snapshot_seq(stack: Stack, service: str, run_id: str) -> int | None:
+    """The seq of the latest snapshot of `run_id` on a service's topic (None: none readable)."""
+    codec, seq = SnapshotCodec(), None
+    for m in read_topic(stack, stack.settings.snapshots_topic(service)):
+        if m.key() == run_id.encode():
+            try:
+                body = codec.decode(m.value()).body if m.value() is not None else None
+            except ValueError:
+                body = None
+            seq = getattr(body, "seq", None)
+    return seq
+
+
 def _log_events(stack: Stack) -> int:
     return len(read_topic(stack, stack.settings.events_topic))
 
@@ -134,7 +147,11 @@ def test_a_snapshot_that_cannot_be_read_is_rebuilt_from_the_runs_events(stack: S
     parked = stack.cli_json("submit", "Email the invoice to billing@example.org", "--wait")
     assert parked["status"] == "awaiting_approval"
     run_id = parked["run_id"]
-    eventually(lambda: _stored(stack, "orchestrator").get(run_id) == "RunSnapshot", what="its snapshot")
+    seq = len(stack.cli_json("runs", "show", run_id)["events"])
+    # Each processor's snapshot of the run as it waits (not one of an earlier step, which the
+    # next checkpoint would replace, damaged record and all).
+    eventually(lambda: all(_snapshot_seq(stack, s, run_id) == seq for s in FOLDING),
+               what="the snapshots of the waiting run")
     first = min(m.offset() for m in read_topic(stack, stack.settings.events_topic)
                 if m.key() == run_id.encode())
     p = Producer({"bootstrap.servers": stack.settings.bootstrap_servers})

@@ -26,11 +26,38 @@ from tests.free_ports import free_ports
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-RELEASED = sorted(p.name for p in (CHECKOUT / "schemas" / "history").glob("agentlog.Event.v*.avsc"))
+HISTORY = CHECKOUT / "schemas" / "history"
+RELEASED = sorted(p.name for p in HISTORY.glob("agentlog.Event.v*.avsc"))
+SNAPSHOTS_RELEASED = sorted(p.name for p in HISTORY.glob("agentlog.Snapshot.v*.avsc"))
 GOLDEN = CHECKOUT / "tests" / "golden"
 
 # Run by the installed interpreter: every released schema's golden records, decoded both as
 # the Avro container file holds them and as single-object records framed with that schema.
+# Run by the installed interpreter: each released snapshot schema's golden records, framed as a
+# restarted processor meets them, read by the installed SnapshotCodec.
+_DECODE_SNAPSHOTS = """
+import io, json, sys
+import fastavro
+from fastavro.schema import parse_schema
+from schemas.codec import schema_fingerprint
+from schemas.snapshot_codec import SnapshotCodec
+
+codec, out = SnapshotCodec(), {}
+for released, golden in zip(sys.argv[1::2], sys.argv[2::2]):
+    with open(released) as f:
+        schema = json.load(f)
+    header = b"\\xc3\\x01" + schema_fingerprint(schema)
+    with open(golden, "rb") as f:
+        records = list(fastavro.reader(f, return_record_name=True, return_record_name_override=True))
+    kinds = set()
+    for record in records:
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, parse_schema(schema), record)
+        kinds.add(type(codec.decode(header + body.getvalue()).body).__name__)
+    out[released.rsplit("/", 1)[-1]] = sorted(kinds)
+print(json.dumps(out))
+"""
+
 _DECODE_RELEASED = """
 import io, json, sys
 import fastavro
@@ -142,10 +169,12 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
 
 
 def _golden_name(released: str) -> str:
-    """`agentlog.Event.v2.avsc` -> `events-v2.avro`, as tests/golden/release.py writes them."""
+    """`agentlog.Event.v2.avsc` -> `events-v2.avro` (`agentlog.Snapshot.v1.avsc` ->
+    `snapshots-v1.avro`), as tests/golden/release.py writes them."""
     match = re.search(r"\.(v\d+)\.avsc$", released)
     assert match, released
-    return f"events-{match.group(1)}.avro"
+    kind = "snapshots" if released.startswith("agentlog.Snapshot.") else "events"
+    return f"{kind}-{match.group(1)}.avro"
 
 
 def _py(install: Install, script: str, *args: str | Path, cwd: Path) -> dict:  # type: ignore[type-arg]
@@ -159,11 +188,20 @@ def test_the_installed_wheel_decodes_data_written_with_every_released_schema(ins
     out = _py(install, _DECODE_RELEASED, *args, cwd=tmp_path)
     assert Path(out["package"]).is_relative_to(install.site_packages), out["package"]
     assert out.get("codec_error") is None, out["codec_error"]
-    assert out["history"] == RELEASED
+    assert out["history"] == sorted(RELEASED + SNAPSHOTS_RELEASED)
     for name, result in out["versions"].items():
         assert result["records"] >= 20, name
         assert result["errors"] == [], (name, result["errors"])
         assert result["container"] == result["single_object"] == result["records"], (name, result)
+
+
+def test_the_installed_wheel_decodes_snapshots_written_with_every_released_schema(install, tmp_path):
+    assert SNAPSHOTS_RELEASED, "the checkout has no released snapshot schema to check"
+    args = [a for name in SNAPSHOTS_RELEASED
+            for a in (CHECKOUT / "schemas" / "history" / name, GOLDEN / _golden_name(name))]
+    out = _py(install, _DECODE_SNAPSHOTS, *args, cwd=tmp_path)
+    for name, kinds in out.items():
+        assert sorted(kinds) == ["Checkpoint", "FinishedRunsPage", "RunSnapshot"], (name, kinds)
 
 
 def test_the_installed_wheel_keeps_its_state_in_the_current_directory_and_has_its_data_files(

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
 from streams.settings import REPO_ROOT, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_agentlog_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What these tests set is all there is: a shell's AGENTLOG_* variables are not theirs.
+    for name in [n for n in os.environ if n.startswith("AGENTLOG_")]:
+        monkeypatch.delenv(name)
 
 
 def test_defaults_run_everything_locally(monkeypatch, tmp_path):
