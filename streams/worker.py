@@ -108,6 +108,7 @@ class _Worker:
             return
         self.ctx.lag = lag(self.source)
         if not batch:
+            self.checkpoint()  # what changed last gets its snapshot while the worker idles too
             self.ctx.progressed()
             return
         jobs = [job for msg in batch if (job := self.take(msg)) is not None]
@@ -123,19 +124,24 @@ class _Worker:
                     self.out.produce(self.settings.inbox_topic, key=a.run_id, value=self.codec.encode(a),
                                      headers=headers_for(a))
         self.out.flush(30)
-        if self.fold and self.live.due():
-            # Written once the answers are delivered: a snapshot never covers an unanswered request.
-            covers = {tp.partition: tp.offset for tp in self.source.position(self.source.assignment())
-                      if tp.offset >= 0}
-            for key, value, headers, partition in self.live.checkpoint(covers, at=utcnow()):
-                self.out.produce(self.settings.snapshots_topic(self.ctx.name), key=key, value=value,
-                                 headers=headers, partition=partition)
-            self.out.flush(30)
+        self.checkpoint()
         # The answers are delivered: committing now is safe. A commit that does not happen
         # re-delivers, and the orchestrator drops what it already applied.
         commit(self.source)
         self.ctx.progressed()
         self.ctx.parked = sum(self.intake.parked.values())
+
+    def checkpoint(self) -> None:
+        """The snapshots of what changed, when one is due. Called once the answers are delivered,
+        so a snapshot never covers a request that was not answered."""
+        if not (self.fold and self.live.due()):
+            return
+        covers = {tp.partition: tp.offset for tp in self.source.position(self.source.assignment())
+                  if tp.offset >= 0}
+        for key, value, headers, partition in self.live.checkpoint(covers, at=utcnow()):
+            self.out.produce(self.settings.snapshots_topic(self.ctx.name), key=key, value=value,
+                             headers=headers, partition=partition)
+        self.out.flush(30)
 
     def take(self, msg: Message) -> _Job | None:
         """The job `msg` asks of this worker (None if none), after folding it when asked to."""
