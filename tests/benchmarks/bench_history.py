@@ -670,6 +670,8 @@ class Figures:
     disk_gb: float
     loadavg: float
     """The machine's 1-minute load average after the measurements (2 cores; others' work included)."""
+    problems: dict[str, Counter[str]]
+    """Log lines at WARNING or above of every service so far."""
 
 
 def log_problems(stack: Stack) -> dict[str, Counter[str]]:
@@ -714,13 +716,13 @@ def measure(stack: Stack, history: History, templates: list[Template], live: lis
         settle(stack)
         unkeyed = post_load(stack, posts=posts, clients=clients, keyed=False)
     return Figures(history.events, history.runs, stored, restarts, rss, latencies, statuses, load, unkeyed,
-                   du_gb(stack.settings.home), os.getloadavg()[0])
+                   du_gb(stack.settings.home), os.getloadavg()[0], log_problems(stack))
 
 
 # ---- report -------------------------------------------------------------------------------------------
 
 def report(results: list[Figures], history: History, *, live: int, templates: list[Template],
-           setup_s: float, problems: dict[str, Counter[str]]) -> None:
+           setup_s: float) -> None:
     print(f"history benchmark · {os.cpu_count()} CPU(s) · {live} live runs waiting for a person · "
           f"history of {len(templates)} kinds of finished run, "
           f"{statistics.mean(len(t.events) for t in templates):.1f} events per run on average")
@@ -759,6 +761,7 @@ def report(results: list[Figures], history: History, *, live: int, templates: li
     row("POST /v1/runs accepted runs/s", [r.posts.runs_per_s if r.posts else None for r in results], "/s")
     row("POST /v1/runs p50", [_pct(r.posts.latencies, .5) if r.posts else None for r in results], "ms")
     row("POST /v1/runs p99", [_pct(r.posts.latencies, .99) if r.posts else None for r in results], "ms")
+    row("POST /v1/runs max", [max(r.posts.latencies) if r.posts else None for r in results], "ms")
     row("  without Idempotency-Key: runs/s", [r.unkeyed.runs_per_s if r.unkeyed else None
                                               for r in results], "/s")
     row("  without Idempotency-Key: p50", [_pct(r.unkeyed.latencies, .5) if r.unkeyed else None
@@ -774,11 +777,16 @@ def report(results: list[Figures], history: History, *, live: int, templates: li
     for r in results:
         print(f"  {r.size:>12,} ev  GETs by status: {dict(r.get_statuses)}"
               + (f"; POST statuses: {dict(r.posts.statuses)}" if r.posts else ""))
-    print("\nlog lines at WARNING or above, by service:" + ("" if problems else " none"))
-    for name, found in problems.items():
-        print(f"  {name}: {sum(found.values())}")
-        for line, n in found.most_common(4):
-            print(f"    {n:>5} × {line}")
+    print("\nlog lines at WARNING or above, by service, new during each size's setup and measurements:")
+    before: dict[str, Counter[str]] = {}
+    for r in results:
+        new = [(name, line, n) for name, found in r.problems.items()
+               for line, n in (found - before.get(name, Counter())).most_common(4)]
+        for name, line, n in new:
+            print(f"  {r.size:>12,} ev  {name:<13}{n:>5} × {line}")
+        if not new:
+            print(f"  {r.size:>12,} ev  none")
+        before = r.problems
     last = results[-1]
     at = f"at {last.size:,} events" + ("" if last.size >= 10_000_000 else " (the aim is stated at 10 M)")
     print("\naims:")
@@ -831,13 +839,12 @@ def main() -> None:
                     write_history(stack, templates, history, events=size - history.events)
                 results.append(measure(stack, history, templates, live, gets=opts.gets, posts=opts.posts,
                                        clients=opts.clients, with_posts=size in (sizes[0], sizes[-1])))
-            problems = log_problems(stack)
     except (KafkaException, AssertionError) as exc:
         raise SystemExit(f"benchmark failed: {exc}") from exc
     finally:
         if not opts.keep:
             shutil.rmtree(home, ignore_errors=True)
-    report(results, history, live=opts.live, templates=templates, setup_s=setup_s, problems=problems)
+    report(results, history, live=opts.live, templates=templates, setup_s=setup_s)
     print(f"\nwhole benchmark: {(time.monotonic() - began) / 60:.1f} min"
           + (f"; home kept: {home}" if opts.keep else ""))
 
