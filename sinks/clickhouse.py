@@ -7,6 +7,7 @@ through clickhouse-connect. Knows nothing of Kafka: offsets arrive as plain numb
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ class ClickHouseStore:
         self._dsn = dsn
         self._password = password
         self._through: dict[str, dict[int, int]] = {}
+        self._through_lock = threading.Lock()
 
     @classmethod
     def connect(cls, *, url: str | None, chdb_path: str | None = None,
@@ -106,19 +108,29 @@ class ClickHouseStore:
             self._client.insert("agent_events", list(rows), column_names=COLUMNS,
                                 settings={"insert_deduplication_token": token,
                                           "deduplicate_blocks_in_dependent_materialized_views": 1})
+            done: dict[tuple[str, int], int] = {}
             for row in rows:
-                through = self._through_of(row[9])
-                through[row[10]] = max(through.get(row[10], -1), row[11])
+                done[(row[9], row[10])] = max(done.get((row[9], row[10]), -1), row[11])
+            with self._through_lock:
+                for (topic, partition), offset in done.items():
+                    through = self._through.get(topic)
+                    if through is not None:  # else the table, read when first asked, knows it
+                        through[partition] = max(through.get(partition, -1), offset)
 
     def through(self, topic: str) -> dict[int, int]:
         """Per partition of `topic`, the highest offset stored (a copy), kept in memory by the
-        process that inserts (read from the table once): what a run read asks before every read."""
-        return dict(self._through_of(topic))
+        process that inserts (read from the table the first time, on this client: call it
+        where inserts cannot run at the same time): what a run read asks before every read."""
+        with self._through_lock:
+            if topic not in self._through:
+                self._through[topic] = self.stored_offsets(topic)
+            return dict(self._through[topic])
 
-    def _through_of(self, topic: str) -> dict[int, int]:
-        if topic not in self._through:
-            self._through[topic] = self.stored_offsets(topic)
-        return self._through[topic]
+    def known_through(self, topic: str) -> dict[int, int] | None:
+        """`through` if it is known already (safe from any thread), else None."""
+        with self._through_lock:
+            known = self._through.get(topic)
+            return dict(known) if known is not None else None
 
     def insert_rows(self, table: str, rows: Sequence[Sequence[Any]], *, columns: Sequence[str],
                     token: str) -> None:

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
-from urllib.error import URLError
 
 import anyio
 from confluent_kafka import KafkaException
@@ -175,7 +174,6 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         return _error(503, f"the event log is not reachable: {exc}", {"Retry-After": str(_RETRY_AFTER_S)})
 
     @app.exception_handler(QueryError)
-    @app.exception_handler(URLError)
     async def store_down(_r: Request, exc: Exception) -> JSONResponse:
         return _error(503, f"the analytics store is not reachable: {exc}",
                       {"Retry-After": str(_RETRY_AFTER_S)})

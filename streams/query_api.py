@@ -10,6 +10,7 @@ session the sink inserts with.
 from __future__ import annotations
 
 import hmac
+import http.client
 import json
 import os
 import queue
@@ -20,7 +21,6 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib import error, request
 
 from sinks.clickhouse import ClickHouseStore, QueryResult, StoredRun
 from streams.settings import Settings
@@ -75,7 +75,20 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
         finally:
             readers.put(client)
 
+    def stored_through(topic: str) -> dict[int, int]:
+        # Known after the sink's first insert or restore: no wait behind an insert in progress.
+        known = store.known_through(topic)
+        if known is not None:
+            return known
+        with lock:
+            return store.through(topic)
+
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept-alive connections: every answer has its length
+        timeout = 60  # an idle kept-alive connection is closed after this
+        # Head and body go out in two writes: with Nagle the second waits for the client's
+        # delayed acknowledgement of the first, some 40 ms, on every kept-alive request.
+        disable_nagle_algorithm = True
         def do_POST(self) -> None:
             presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ").encode()
             if not hmac.compare_digest(presented, token):
@@ -93,16 +106,14 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
                     self._send(200, {"inserted": len(body["rows"])})
                 elif self.path == "/run":
                     topic = str(body["topic"])
-                    with lock:
-                        through = store.through(topic)
+                    through = stored_through(topic)
                     with reader() as rd:
                         run = rd.stored_run(topic, str(body["run_id"]), tenant_id=body.get("tenant_id"),
                                             through=through)
                     self._send(200, {"through": run.through, "rows": run.rows})
                 elif self.path == "/approvals":
                     topic = str(body["topic"])
-                    with lock:
-                        through = store.through(topic)
+                    through = stored_through(topic)
                     with reader() as rd:
                         through, waiting = rd.waiting_approvals(topic, tenant_id=body.get("tenant_id"),
                                                                 through=through)
@@ -127,7 +138,7 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
-        timeout = 30
+        request_queue_size = 256  # bursts of reads from many gateway threads at once
 
     server = Server(("127.0.0.1", settings.query_port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="query-api").start()
@@ -138,18 +149,32 @@ def chdb_path(settings: Settings) -> Path:
     return settings.path("clickhouse")
 
 
+_connections = threading.local()
+
+
 def _post(settings: Settings, path: str, body: dict[str, Any]) -> Any:
-    req = request.Request(
-        f"http://127.0.0.1:{settings.query_port}{path}",
-        data=json.dumps(body, default=str).encode(),
-        headers={"Content-Type": "application/json",
-                 "Authorization": f"Bearer {query_token(settings)}"},
-    )
-    try:
-        with request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())
-    except error.HTTPError as exc:
-        raise QueryError(json.loads(exc.read()).get("error", str(exc))) from None
+    """POST to the sink's endpoint on this thread's kept-alive connection (one new connection
+    per request overflowed the server's accept queue under a burst of reads)."""
+    data = json.dumps(body, default=str).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {query_token(settings)}"}
+    for attempt in (1, 2):
+        conn = getattr(_connections, "conn", None)
+        if conn is None or conn.port != settings.query_port:
+            conn = http.client.HTTPConnection("127.0.0.1", settings.query_port, timeout=60)
+            _connections.conn = conn
+        try:
+            conn.request("POST", path, body=data, headers=headers)
+            resp = conn.getresponse()
+            answer = json.loads(resp.read())
+            break
+        except (http.client.HTTPException, ConnectionError) as exc:
+            conn.close()
+            _connections.conn = None
+            if attempt == 2:  # the sink closed a kept-alive connection, then did not answer a new one
+                raise QueryError(f"the sink's query endpoint did not answer: {exc!r}") from None
+    if resp.status != 200:
+        raise QueryError(answer.get("error", f"HTTP {resp.status}"))
+    return answer
 
 
 def run_query(settings: Settings, sql: str, *, parameters: dict[str, Any] | None = None,

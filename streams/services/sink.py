@@ -42,6 +42,7 @@ class Sink:
         parts = self.source.assignment()
         with self.lock:
             stored = self.store.stored_offsets(self.topic)
+            self.store.through(self.topic)  # known from now on, for run reads
         try:
             committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
         except KafkaException as exc:
