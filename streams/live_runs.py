@@ -69,6 +69,8 @@ class LiveRuns:
         """Per partition, the offset of the checkpoint restored from."""
         self.covered: dict[str, int] = {}
         """Per run, events below this offset are in its snapshot already (after a restore)."""
+        self.read_to: dict[int, int] = {}
+        """Per partition, the offset after the last record the restore read (or its checkpoint's)."""
         self._dirty: set[str] = set()
         self._on_topic: dict[int, set[str]] = {}
         self._last_checkpoint = time.monotonic()
@@ -105,11 +107,12 @@ class LiveRuns:
         for p in partitions:
             self.finished.pop(p, None)
             self.covers.pop(p, None)
+            self.read_to.pop(p, None)
             self._on_topic.pop(p, None)
 
     def clear(self) -> None:
         for table in (self.states, self.partition_of, self.first_offset, self.finished, self.covers,
-                      self.covered, self._on_topic):
+                      self.covered, self.read_to, self._on_topic):
             table.clear()
         self._dirty.clear()
 
@@ -149,13 +152,14 @@ class LiveRuns:
                 self.first_offset.update(stored.first_offset)
                 snapshots += len(runs)
                 rebuilt += list(broken)
-            self.covers[p] = covers
+            self.covers[p] = self.read_to[p] = covers
             start = min([covers, *broken.values()])
             stop = {p: stops[p]} if stops is not None and p in stops else None
             changed: set[str] = set()
             for msg in read_partitions(self.settings, self.settings.events_topic, {p: start}, stops=stop,
                                        timeout_s=30):
                 x = msg.offset() or 0
+                self.read_to[p] = max(self.read_to[p], x + 1)
                 key = (msg.key() or b"").decode(errors="replace")
                 if key in broken:
                     if x < broken[key]:

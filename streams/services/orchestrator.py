@@ -27,7 +27,7 @@ from processors.orchestrator import due_timers, handle
 from processors.state import RunState
 from schemas.codec import EventCodec
 from schemas.events import Event
-from streams.edge import Intake, LogUnavailable, Outbox, Poison, end_offsets, lag, next_batch, serve
+from streams.edge import Intake, LogUnavailable, Outbox, Poison, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
 from streams.orchestration import orchestrator_config
@@ -69,12 +69,19 @@ class Orchestrator:
                              remember_finished=True)
         self.needs_reset = False
         self.in_transaction = False
+        self.in_txn_end: dict[int, int] = {}
+        """Per events partition, the offset after this transaction's last event (from the
+        delivery reports): once it commits, where the committed events end."""
         self._txn_thread = ThreadPoolExecutor(1, thread_name_prefix="transactions")
 
     def _delivered(self, msg: Message) -> None:
+        if msg.topic() != self.settings.events_topic:
+            return
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        self.in_txn_end[partition] = max(self.in_txn_end.get(partition, 0), offset + 1)
         # Where a run's events begin, for rebuilding it should its snapshot be unreadable.
-        if msg.topic() == self.settings.events_topic and header(msg.headers(), "event_type") == "RunStarted":
-            self.live.first_offset[(msg.key() or b"").decode()] = msg.offset() or 0
+        if header(msg.headers(), "event_type") == "RunStarted":
+            self.live.first_offset[(msg.key() or b"").decode()] = offset
 
     def fire_timers(self) -> None:
         """Send (through the inbox, like anyone else) the timer records that are due:
@@ -115,6 +122,7 @@ class Orchestrator:
         if not batch and not checkpoint:
             return
         self.outbox.failures.clear()
+        self.in_txn_end.clear()
         self.out.begin_transaction()
         self.in_transaction = True
         for key, value, headers, partition in checkpoint:
@@ -130,6 +138,9 @@ class Orchestrator:
                       lambda: self.out.send_offsets_to_transaction(positions, metadata, TXN_TIMEOUT_S))
         self._txn("commit_transaction", lambda: self.out.commit_transaction(TXN_TIMEOUT_S))
         self.in_transaction = False
+        self.out.poll(0)  # any delivery report the commit's flush left unserved
+        for p, end in self.in_txn_end.items():
+            self.live.read_to[p] = max(self.live.read_to.get(p, 0), end)
         for run_id, (state, partition) in pending.items():
             self.timers_sent.pop(run_id, None)
             self.live.put(state, partition)
@@ -140,11 +151,10 @@ class Orchestrator:
         return self.settings.snapshots_topic(self.ctx.name)
 
     def _checkpoint_records(self) -> list[Record]:
-        """The snapshot records of everything committed so far. As the only writer of the events
-        topic, between two transactions the end of each partition is exactly what they cover."""
-        parts = sorted({tp.partition for tp in self.inbox.assignment()})
-        marks = end_offsets(self.inbox, self.settings.events_topic, parts, timeout_s=10)
-        return self.live.checkpoint({p: high for p, (_low, high) in marks.items()}, at=utcnow())
+        """The snapshot records of everything committed so far: the state covers each partition
+        up to where the restore read it, or where the last committed transaction's events end
+        (the only writer knows, from its delivery reports, without asking the broker)."""
+        return self.live.checkpoint(dict(self.live.read_to), at=utcnow())
 
     def _txn(self, what: str, call: Callable[[], None]) -> None:
         """`call` until it succeeds; a retriable failure (a timeout, a broker away) is tried
