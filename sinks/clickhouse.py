@@ -17,7 +17,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from schemas.events import Event
-from sinks.ddl import BACKFILLS, DDL
+from sinks.ddl import BACKFILLS, DDL, REPAIR_APPROVALS, RETIRED, UPGRADES
 
 __all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES", "StoredRun"]
 
@@ -92,12 +92,22 @@ class ClickHouseStore:
         return ClickHouseStore(client, dsn=self._dsn, password=self._password)
 
     def ensure_schema(self) -> None:
-        for statement in DDL:
+        for statement in [*DDL, *RETIRED]:
             self._client.command(statement)
+        made = str(self._client.command("SHOW CREATE TABLE agent_events"))
+        for (kind, name), (add, build) in UPGRADES.items():
+            if f"{kind.upper()} {name} " not in made:
+                self._client.command(add)
+                self._client.command(build)
         if self._count("agent_events"):
             for table, fill in BACKFILLS.items():
                 if not self._count(table):
                     self._client.command(fill)
+
+    def repair_approvals(self) -> None:
+        """Bring the approval queue in line with the latest inserts (see `REPAIR_APPROVALS`):
+        call it where inserts cannot run at the same time, before the first insert."""
+        self._client.command(REPAIR_APPROVALS)
 
     def _count(self, table: str) -> int:
         return int(self._client.query(f"SELECT count() FROM {table}").result_rows[0][0])
@@ -142,9 +152,10 @@ class ClickHouseStore:
                                 settings={"insert_deduplication_token": token})
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
-        """Per partition of `topic`, the highest offset already stored."""
+        """Per partition of `topic`, the highest offset already stored (from the `offsets`
+        projection: a few rows per part, and exactly what the parts hold)."""
         result = self._client.query(
-            "SELECT source_partition, max(max_offset) FROM event_offsets "
+            "SELECT source_partition, max(source_offset) FROM agent_events "
             "WHERE source_topic = {topic:String} GROUP BY source_partition",
             parameters={"topic": topic},
         )
@@ -160,7 +171,7 @@ class ClickHouseStore:
         """
         through = dict(through) if through is not None else self.stored_offsets(topic)
         tenant = ("{tenant:String}" if tenant_id is not None
-                  else "(SELECT any(tenant_id) FROM run_index WHERE run_id = {run:String})")
+                  else "(SELECT any(tenant_id) FROM agent_events WHERE run_id = {run:String})")
         rows = self._client.query(
             f"SELECT {', '.join(_RUN_COLUMNS)} FROM agent_events "
             f"WHERE tenant_id = {tenant} AND run_id = {{run:String}} ORDER BY seq LIMIT 1 BY seq",

@@ -2,7 +2,8 @@
 
 A batch is inserted atomically with a deduplication token, and offsets are committed only
 after ClickHouse accepted it. After a crash between the two, the sink resumes after the
-highest offset the table already holds, so nothing is stored twice. A batch the store refuses
+highest offset the table already holds (which the table's own parts tell: see sinks/ddl.py), so
+nothing is stored twice. A batch the store refuses
 is not committed: it is read again from the last commit and retried.
 """
 
@@ -43,6 +44,7 @@ class Sink:
         with self.lock:
             stored = self.store.stored_offsets(self.topic)
             self.store.through(self.topic)  # known from now on, for run reads
+            self.store.repair_approvals()
         try:
             committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
         except KafkaException as exc:

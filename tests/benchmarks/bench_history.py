@@ -297,7 +297,7 @@ def settle(stack: Stack, *, timeout_s: float = 1800) -> None:
                                        if last[p] >= 0), timeout=left(), what=f"{service} to commit")
 
     def stored() -> bool:
-        rows = run_query(settings, "SELECT source_partition, max(max_offset) FROM event_offsets "
+        rows = run_query(settings, "SELECT source_partition, max(source_offset) FROM agent_events "
                                    "WHERE source_topic = {t:String} GROUP BY source_partition",
                          parameters={"t": settings.events_topic}, sink_running=True).rows
         held = {int(p): int(o) for p, o in rows}
