@@ -143,8 +143,9 @@ def _accept(state: RunState | None, record: Event,
         return [], f"{kind} for unknown run {record.run_id}", True
     if state.terminal:
         return [], f"{kind} after the run ended ({state.status})", False
-    if isinstance(p, RunCancelled):
-        return [(p, record.actor, record.event_id)], None, False
+    if isinstance(p, RunCancelled):  # what it cost is the run's to say, not the caller's
+        return [(p.model_copy(update={"cost_usd": state.metrics.cost_usd}), record.actor,
+                 record.event_id)], None, False
     if isinstance(p, StepTimedOut):
         asked = state.open_requests.get(p.request_id)
         if asked is None or asked.attempt != p.attempt:
@@ -216,12 +217,13 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
         return _retry_or_fail(state, p, config, cause)
     if isinstance(p, RunTimedOut):
         return RunFailed(stage="timeout", reason=f"the run worked {p.active_s:.1f} s, past its "
-                                                 f"{p.limit_s:g} s limit"), ACTOR, cause
+                                                 f"{p.limit_s:g} s limit",
+                         cost_usd=state.metrics.cost_usd), ACTOR, cause
     if kind == "ResponseFinalized":
         duration = int((last.event_time - state.started_at).total_seconds() * 1000)
         if state.failure is not None:
             stage = "budget" if state.stopped else "planning"
-            return RunFailed(stage=stage, reason=state.failure), ACTOR, cause
+            return RunFailed(stage=stage, reason=state.failure, cost_usd=state.metrics.cost_usd), ACTOR, cause
         return RunCompleted(outcome=_outcome(state), tool_calls=state.metrics.tool_calls,
                             cost_usd=state.metrics.cost_usd, duration_ms=duration), ACTOR, cause
     return None
@@ -237,7 +239,8 @@ def _retry_or_fail(state: RunState, p: StepTimedOut, config: OrchestratorConfig,
                               timeout_s=round(p.timeout_s * config.timeouts.backoff, 3),
                               request_json=asked.event.model_dump_json()), ACTOR, cause
     return RunFailed(stage="timeout", reason=f"{p.request_type} had no answer after "
-                                             f"{p.attempt} attempt(s)"), ACTOR, cause
+                                             f"{p.attempt} attempt(s)",
+                     cost_usd=state.metrics.cost_usd), ACTOR, cause
 
 
 def _parked_request(state: RunState) -> ApprovalRequested:

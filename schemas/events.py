@@ -17,7 +17,7 @@ __all__ = [
     "ObservationCaptured", "ResponseRequested", "ResponseDrafted", "ResponseFinalized",
     "BudgetExceeded", "StepTimedOut", "RequestRetried", "RunTimedOut", "RunCancelled",
     "RunFailed", "RunCompleted", "Payload", "PAYLOAD_TYPES",
-    "TERMINAL_TYPES", "Event",
+    "TERMINAL_TYPES", "SPOILER_TYPES", "VIOLATION_TYPES", "Event",
 ]
 
 
@@ -218,11 +218,13 @@ class RunTimedOut(Record):
 class RunCancelled(Record):
     reason: str
     requested_by: str | None = None
+    cost_usd: float = 0.0
 
 
 class RunFailed(Record):
     stage: str
     reason: str
+    cost_usd: float = 0.0
 
 
 class RunCompleted(Record):
@@ -244,6 +246,14 @@ Payload = (
 PAYLOAD_TYPES: dict[str, type[Record]] = {t.__name__: t for t in get_args(Payload)}
 
 TERMINAL_TYPES = frozenset({"RunCompleted", "RunFailed", "RunCancelled"})
+
+SPOILER_TYPES = frozenset({"PlanRejected", "BudgetExceeded", "ToolRejected", "ApprovalDenied",
+                           "ApprovalExpired"})
+"""A run succeeds when it ends in RunCompleted with none of these in it (no fallback, no person
+stopping it)."""
+
+VIOLATION_TYPES = frozenset({"ToolRejected", "ApprovalRequested"})
+"""Policy violations: the denied or escalated actions."""
 
 
 class Event(Record):

@@ -77,8 +77,8 @@ def one_of_each() -> list[Record]:
         RequestRetried(request_id="run-0001/4", request_type="ToolApproved", attempt=2,
                        timeout_s=60.0, request_json="{}"),
         RunTimedOut(limit_s=600.0, active_s=601.5),
-        RunCancelled(reason="user asked", requested_by="ana"),
-        RunFailed(stage="planning", reason="plan rejected"),
+        RunCancelled(reason="user asked", requested_by="ana", cost_usd=0.0012),
+        RunFailed(stage="planning", reason="plan rejected", cost_usd=0.0021),
         RunCompleted(outcome="succeeded", tool_calls=1, cost_usd=0.0005, duration_ms=1234),
     ]
     assert {type(p).__name__ for p in payloads} == set(PAYLOAD_TYPES), "a type has no example"

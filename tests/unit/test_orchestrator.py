@@ -171,6 +171,26 @@ def test_a_planner_refusing_for_the_tenant_budget_ends_the_run_with_a_clear_answ
     assert failed.stage == "budget" and "tenant_daily_usd" in failed.reason
 
 
+def test_a_run_that_fails_or_is_cancelled_says_what_it_cost():
+    priced = CALL.model_copy(update={"cost_usd": 0.0007})
+    r = Run()
+    r.request()
+    r.reply("RunStarted", PlanRejected(errors=["steps: at least 1"], raw_output="{}", model_call=priced))
+    assert r.log[-1].event_type == "RunFailed" and r.log[-1].payload.cost_usd == 0.0007
+
+    r = Run()
+    r.request()
+    r.reply("RunStarted", plan(("search_docs", {"query": "x"})))
+    r.reply("ToolProposed", approve("s1", "search_docs", "{}"))
+    r.reply("ToolApproved", executed("search_docs", {"hits": []}))
+    spent = r.state.metrics.cost_usd
+    assert spent > 0
+    # The caller's figure is not the run's: the orchestrator sets it.
+    r.send(envelope(RunCancelled(reason="enough", requested_by="ana", cost_usd=99.0), run_id=RUN,
+                    seq=0, event_id="c1", actor="user:ana"))
+    assert r.log[-1].event_type == "RunCancelled" and r.log[-1].payload.cost_usd == spent
+
+
 def test_after_cancellation_late_results_are_ignored():
     r = Run()
     r.request()
