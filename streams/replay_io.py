@@ -349,8 +349,11 @@ def replay_lines(lines: Iterable[str], *, kind: str, settings: Settings,
                 yield job(run)
                 on_run(len(run.events))
         return
-    # fork: the workers start with this process's imports instead of importing everything again.
-    ctx = multiprocessing.get_context("fork")
+    # forkserver, not fork: a fork copies only the calling thread, and a process that holds Kafka
+    # clients (their librdkafka threads) or a lock another thread holds can hang its children;
+    # the server is a fresh process that imports the replay code once and forks the workers.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     with ctx.Pool(workers, initializer=_start_worker,
                   initargs=(kind, settings, candidates, name)) as pool:
         for done in pool.imap(_run_lines, _chunks(enumerate(lines, 1), chunk)):

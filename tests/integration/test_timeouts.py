@@ -29,7 +29,8 @@ def test_an_unanswered_request_is_retried_and_out_of_attempts_the_run_fails(stac
             events = run["events"]
             assert run["status"] == "failed"
             assert events[-1]["payload"] == {"stage": "timeout",
-                                             "reason": "RunStarted had no answer after 3 attempt(s)"}
+                                             "reason": "RunStarted had no answer after 3 attempt(s)",
+                                             "cost_usd": 0.0}
             assert [e["payload"]["timeout_s"] for e in events if e["event_type"] == "StepTimedOut"] \
                 == [2.0, 4.0, 8.0]
             assert {e["actor"] for e in events if e["event_type"] == "StepTimedOut"} == {"timer"}

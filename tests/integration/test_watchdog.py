@@ -56,6 +56,16 @@ def test_a_stalled_service_is_stopped_and_started_again(stack: Stack):
     assert _service(stack, "planner")["state"] in ("idle", "working")
 
 
+@pytest.fixture
+def own_signal_handlers() -> Iterator[None]:
+    """A ServiceContext takes SIGTERM and SIGINT for its service: give them back to pytest."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("own_signal_handlers")
 def test_the_heartbeat_tells_systemd_ready_and_alive(tmp_path, monkeypatch):
     address = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
