@@ -17,7 +17,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from schemas.events import Event
-from sinks.ddl import BACKFILLS, DDL, REPAIR_APPROVALS, RETIRED, UPGRADES
+from sinks.ddl import BACKFILLS, DDL, REPAIRS, RETIRED, UPGRADES
 
 __all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES", "StoredRun"]
 
@@ -104,10 +104,11 @@ class ClickHouseStore:
                 if not self._count(table):
                     self._client.command(fill)
 
-    def repair_approvals(self) -> None:
-        """Bring the approval queue in line with the latest inserts (see `REPAIR_APPROVALS`):
-        call it where inserts cannot run at the same time, before the first insert."""
-        self._client.command(REPAIR_APPROVALS)
+    def repair_views(self) -> None:
+        """Bring every materialized view in line with the latest inserts (see `View.repair` in
+        sinks/ddl.py): call it where inserts cannot run at the same time, before the first insert."""
+        for repair in REPAIRS:
+            self._client.command(repair)
 
     def _count(self, table: str) -> int:
         return int(self._client.query(f"SELECT count() FROM {table}").result_rows[0][0])
