@@ -51,6 +51,7 @@ _KEY_SQL = {"tenant": "tenant_id", "route": "route", "model": "model", "day": "t
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _TIME = "DateTime64(3, 'UTC')"
+_EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2299, 12, 31, tzinfo=UTC)  # DateTime64's
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,21 @@ def parse_keys(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def parse_time(text: str, *, now: datetime) -> datetime:
     """A moment from an ISO date or time (UTC unless it says otherwise) or a span before `now`
-    (`30m`, `12h`, `7d`, `2w`); ValueError otherwise."""
+    (`30m`, `12h`, `7d`, `2w`); ValueError otherwise, or outside the years the store holds."""
     value = text.strip()
     relative = _RELATIVE.match(value)
-    if relative:
-        return now - timedelta(**{_UNITS[relative[2]]: int(relative[1])})
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if relative:
+            moment = now - timedelta(**{_UNITS[relative[2]]: int(relative[1])})
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(f"{text!r} is neither an ISO date or time (2026-12-01, 2026-12-01T09:30) "
                          "nor a span before now (30m, 12h, 7d, 2w)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not _EARLIEST <= moment <= _LATEST:
+        raise ValueError(f"{text!r} is outside the years the store holds (1900 to 2299)")
+    return moment
 
 
 def _param_time(moment: datetime) -> str:
@@ -95,7 +100,7 @@ def _param_time(moment: datetime) -> str:
 def _range(column: str, since: datetime | None, until: datetime | None,
            params: dict[str, Any]) -> list[str]:
     if since is not None and until is not None and until <= since:
-        raise ValueError("the time range is empty: --until must be after --since")
+        raise ValueError("the time range is empty: until must be after since")
     out = []
     if since is not None:
         params["since"] = _param_time(since)
