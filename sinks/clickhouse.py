@@ -7,6 +7,7 @@ through clickhouse-connect. Knows nothing of Kafka: offsets arrive as plain numb
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,7 +97,9 @@ class ClickHouseStore:
             self._client.command(statement)
         made = str(self._client.command("SHOW CREATE TABLE agent_events"))
         for (kind, name), (add, build) in UPGRADES.items():
-            if f"{kind.upper()} {name} " not in made:
+            # A projection's name comes before a line break (escaped, as the command answers it), an
+            # index's before a space: matching a space alone built every projection at every start.
+            if not re.search(rf"\b{kind.upper()} {name}(?:\s|\\n)", made):
                 self._client.command(add)
                 self._client.command(build)
         if self._count("agent_events"):
