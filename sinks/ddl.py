@@ -91,6 +91,8 @@ _FACTS = View(
     name="run_facts_mv", table="run_facts",
     # Only functions whose states take a repeat unchanged (min, max, argMin/argMax by seq,
     # uniqExact of event ids): a batch inserted twice, or a repair, changes no run's facts.
+    # The finalizer is the model that wrote the final answer: a route's finalizer records its
+    # call on ResponseFinalized; without one (or when it failed) the draft's template wrote it.
     columns=f"""tenant_id, run_id,
         maxIf(JSONExtractString(payload, 'route'), event_type = 'RunStarted') AS route,
         argMinStateIf({_MODEL}, seq, event_type IN ('PlanGenerated', 'PlanRejected')) AS planner_model,
