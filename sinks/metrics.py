@@ -32,8 +32,8 @@ from typing import Any
 
 from sinks.ddl import RUN_FACTS
 
-__all__ = ["GROUP_KEYS", "METRICS", "REPLAY_COLUMNS", "Query", "parse_keys", "parse_time", "metrics_query",
-           "replay_delta_query"]
+__all__ = ["GROUP_KEYS", "METRICS", "REPLAY_COLUMNS", "RUN_FACT_COLUMNS", "Query", "parse_keys", "parse_time",
+           "metrics_query", "run_facts_query", "replay_delta_query"]
 
 GROUP_KEYS = ("tenant", "route", "model", "day")
 """What the metrics can be grouped by (`model` is the planner's)."""
@@ -46,7 +46,25 @@ REPLAY_COLUMNS = ("candidate", "day", "replays", "runs", "baseline_quality", "ca
                   "replay_delta")
 """The columns of every replay delta row."""
 
+RUN_FACT_COLUMNS = ("run_id", "tenant_id", "route", "model", "finalizer", "started", "ended", "ended_as",
+                    "outcome", "success", "violations", "cost_usd", "ttfa_ms")
+"""The columns of every row of `run_facts_query`."""
+
 _KEY_SQL = {"tenant": "tenant_id", "route": "route", "model": "model", "day": "toString(toDate(started))"}
+
+# Each run's facts from its partial rows (one per insert that held some of its events).
+_PER_RUN = """    SELECT tenant_id, run_id,
+        max(route) AS route,
+        argMinMerge(planner_model) AS model,
+        argMaxMerge(finalizer_model) AS finalizer,
+        min(started_at) AS started,
+        max(ended_at) AS ended,
+        max(terminal_type) AS ended_as,
+        max(outcome) AS run_outcome,
+        ended_as = 'RunCompleted' AND max(spoiled) = 0 AS success,
+        uniqExactMerge(violations) AS run_violations,
+        max(cost_usd) AS run_cost_usd,
+        dateDiff('millisecond', started, min(first_approved_at)) AS ttfa_ms"""
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -112,18 +130,16 @@ def _range(column: str, since: datetime | None, until: datetime | None,
 
 
 def metrics_query(*, by: Sequence[str] = (), since: datetime | None = None, until: datetime | None = None,
-                  tenant_id: str | None = None) -> Query:
+                  tenant_id: str | None = None, run_ids: Sequence[str] | None = None) -> Query:
     """The metrics of the runs started in [since, until), grouped by `by` (of `GROUP_KEYS`; none:
     one row of totals), ordered by the keys.
 
     tenant_id: only this tenant's runs, whatever else is asked (the caller of the HTTP API).
+    run_ids: only these runs.
     """
     keys = parse_keys(list(by))
     params: dict[str, Any] = {}
-    where = ""
-    if tenant_id is not None:
-        params["tenant"] = tenant_id
-        where = "WHERE tenant_id = {tenant:String}"
+    where = _where(tenant_id, run_ids, params)
     having = " AND ".join(["started IS NOT NULL", *_range("started", since, until, params)])
     selected = "".join(f"{_KEY_SQL[k]} AS {k}, " for k in keys)
     grouped = f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
@@ -140,19 +156,38 @@ SELECT {selected}
     quantileExactInclusive(0.5)(ttfa_ms) AS ttfa_p50_ms,
     quantileExactInclusive(0.95)(ttfa_ms) AS ttfa_p95_ms
 FROM (
-    SELECT tenant_id, run_id,
-        max(route) AS route,
-        argMinMerge(planner_model) AS model,
-        min(started_at) AS started,
-        max(terminal_type) = 'RunCompleted' AND max(spoiled) = 0 AS success,
-        uniqExactMerge(violations) AS run_violations,
-        max(cost_usd) AS run_cost_usd,
-        dateDiff('millisecond', started, min(first_approved_at)) AS ttfa_ms
+{_PER_RUN}
     FROM {RUN_FACTS} {where}
     GROUP BY tenant_id, run_id
     HAVING {having}
 )
 {grouped}"""
+    return Query(sql.strip(), params)
+
+
+def _where(tenant_id: str | None, run_ids: Sequence[str] | None, params: dict[str, Any]) -> str:
+    conditions = []
+    if tenant_id is not None:
+        params["tenant"] = tenant_id
+        conditions.append("tenant_id = {tenant:String}")
+    if run_ids is not None:
+        params["runs"] = list(run_ids)
+        conditions.append("run_id IN {runs:Array(String)}")
+    return "WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def run_facts_query(*, run_ids: Sequence[str], tenant_id: str | None = None) -> Query:
+    """The facts of these runs, one row each (`RUN_FACT_COLUMNS`), in the order they started."""
+    params: dict[str, Any] = {}
+    sql = f"""
+SELECT run_id, tenant_id, route, model, finalizer, started, ended, ended_as, run_outcome AS outcome,
+    success, run_violations AS violations, run_cost_usd AS cost_usd, ttfa_ms
+FROM (
+{_PER_RUN}
+    FROM {RUN_FACTS} {_where(tenant_id, run_ids, params)}
+    GROUP BY tenant_id, run_id
+)
+ORDER BY started, run_id"""
     return Query(sql.strip(), params)
 
 
