@@ -7,6 +7,7 @@ through clickhouse-connect. Knows nothing of Kafka: offsets arrive as plain numb
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from schemas.events import Event
-from sinks.ddl import BACKFILLS, DDL, REPAIR_APPROVALS, RETIRED, UPGRADES
+from sinks.ddl import BACKFILLS, DDL, REPAIRS, RETIRED, UPGRADES
 
 __all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES", "StoredRun"]
 
@@ -96,7 +97,9 @@ class ClickHouseStore:
             self._client.command(statement)
         made = str(self._client.command("SHOW CREATE TABLE agent_events"))
         for (kind, name), (add, build) in UPGRADES.items():
-            if f"{kind.upper()} {name} " not in made:
+            # A projection's name comes before a line break (escaped, as the command answers it), an
+            # index's before a space: matching a space alone built every projection at every start.
+            if not re.search(rf"\b{kind.upper()} {name}(?:\s|\\n)", made):
                 self._client.command(add)
                 self._client.command(build)
         if self._count("agent_events"):
@@ -104,10 +107,11 @@ class ClickHouseStore:
                 if not self._count(table):
                     self._client.command(fill)
 
-    def repair_approvals(self) -> None:
-        """Bring the approval queue in line with the latest inserts (see `REPAIR_APPROVALS`):
-        call it where inserts cannot run at the same time, before the first insert."""
-        self._client.command(REPAIR_APPROVALS)
+    def repair_views(self) -> None:
+        """Bring every materialized view in line with the latest inserts (see `View.repair` in
+        sinks/ddl.py): call it where inserts cannot run at the same time, before the first insert."""
+        for repair in REPAIRS:
+            self._client.command(repair)
 
     def _count(self, table: str) -> int:
         return int(self._client.query(f"SELECT count() FROM {table}").result_rows[0][0])

@@ -1,5 +1,5 @@
 """The ClickHouse schema: the events, the replay tables, and what keeps the sink's progress, a
-run read and the approval queue from scanning the events.
+run read, the approval queue and the metrics from scanning the events.
 
 Standard DDL, the same on chDB and on a ClickHouse server.
 
@@ -7,9 +7,13 @@ What the sink's exactly-once rests on (the highest offset stored per partition) 
 run's tenant are aggregate projections of `agent_events`: a projection is written inside each
 data part, so it holds exactly what the part holds, whatever kills the process mid-insert. A
 materialized view is not: its insert follows the table's, and a kill between them leaves the
-view behind the table (a view of the offsets once made the sink insert a batch twice). The
-approval queue, which a projection cannot filter, stays a view, brought back in line with the
-latest inserts when the sink starts (`REPAIR_APPROVALS`).
+view behind the table (a view of the offsets once made the sink insert a batch twice). What a
+projection cannot hold (the approval queue, filtered; the facts of each run, grouped by run
+across parts) are `VIEWS`: each one's SELECT is written once and makes the view, its backfill
+(`BACKFILLS`) and its repair (`REPAIRS`, run when the sink starts: the latest inserts again).
+A repair inserts rows the view may already hold, so every view's table must take a repeat
+unchanged: the queue keeps the newest seq per run, the facts are min/max/argMin/argMax and
+uniqExact states.
 
 Materialized views see only the rows inserted after they exist: `BACKFILLS` fill a view's table
 once from what was there before; `UPGRADES` add a projection or index an older table lacks.
@@ -17,12 +21,99 @@ once from what was there before; `UPGRADES` add a projection or index an older t
 
 from __future__ import annotations
 
-__all__ = ["DDL", "BACKFILLS", "PROJECTIONS", "INDEXES", "UPGRADES", "RETIRED", "REPAIR_APPROVALS",
-           "APPROVAL_EVENTS"]
+from dataclasses import dataclass
+
+from schemas.events import SPOILER_TYPES, TERMINAL_TYPES, VIOLATION_TYPES
+
+__all__ = ["DDL", "VIEWS", "View", "BACKFILLS", "REPAIRS", "PROJECTIONS", "INDEXES", "UPGRADES", "RETIRED",
+           "APPROVAL_EVENTS", "RUN_FACTS"]
 
 APPROVAL_EVENTS = ("ApprovalRequested", "ApprovalGranted", "ApprovalDenied", "ApprovalExpired",
                    "RunCancelled", "RunFailed")
 """The events that park a call, or end a wait for a person."""
+
+
+@dataclass(frozen=True)
+class View:
+    """A materialized view of `agent_events` into a table of its own."""
+
+    name: str
+    """The view."""
+    table: str
+    """The table it fills (made by `DDL` before the view)."""
+    columns: str
+    """The SELECT list, over the columns of `agent_events`."""
+    where: str
+    """Which events it takes."""
+    group_by: str = ""
+    """Per inserted block: what it aggregates by (an aggregating table merges the blocks)."""
+
+    def select(self, *, also: str | None = None) -> str:
+        """The view's SELECT, with `also` added to its condition."""
+        where = f"({self.where}) AND ({also})" if also else self.where
+        grouped = f" GROUP BY {self.group_by}" if self.group_by else ""
+        return f"SELECT {self.columns} FROM agent_events WHERE {where}{grouped}"
+
+    @property
+    def create(self) -> str:
+        return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name} TO {self.table} AS {self.select()}"
+
+    @property
+    def backfill(self) -> str:
+        """Fill the table from every event (when it is empty and the events are not)."""
+        return f"INSERT INTO {self.table} {self.select()}"
+
+    @property
+    def repair(self) -> str:
+        """The latest inserts again: a kill after an insert and before its view's leaves them out
+        of the view. Inserts run one after another, so only the last can be cut short, and a
+        minute covers it."""
+        return f"INSERT INTO {self.table} " + self.select(
+            also="inserted_at >= (SELECT max(inserted_at) FROM agent_events) - INTERVAL 1 MINUTE")
+
+
+def _in(types: frozenset[str] | tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{t}'" for t in sorted(types)) + ")"
+
+
+_APPROVALS = View(
+    name="approval_queue_mv", table="approval_queue",
+    columns="tenant_id, run_id, seq, event_type, event_time, payload",
+    where=f"event_type IN {_in(APPROVAL_EVENTS)}")
+
+_FACT_EVENTS = (frozenset({"RunStarted", "PlanGenerated", "PlanRejected", "ResponseDrafted",
+                           "ResponseFinalized", "ToolApproved"})
+                | TERMINAL_TYPES | SPOILER_TYPES | VIOLATION_TYPES)
+_MODEL = "JSONExtractString(payload, 'model_call', 'model')"
+_TIME = "Nullable(DateTime64(3, 'UTC'))"
+
+_FACTS = View(
+    name="run_facts_mv", table="run_facts",
+    # Only functions whose states take a repeat unchanged (min, max, argMin/argMax by seq,
+    # uniqExact of event ids): a batch inserted twice, or a repair, changes no run's facts.
+    # The finalizer is the model that wrote the final answer: a route's finalizer records its
+    # call on ResponseFinalized; without one (or when it failed) the draft's template wrote it.
+    columns=f"""tenant_id, run_id,
+        maxIf(JSONExtractString(payload, 'route'), event_type = 'RunStarted') AS route,
+        argMinStateIf({_MODEL}, seq, event_type IN ('PlanGenerated', 'PlanRejected')) AS planner_model,
+        argMaxStateIf({_MODEL}, seq, event_type = 'ResponseDrafted'
+                      OR (event_type = 'ResponseFinalized' AND {_MODEL} != '')) AS finalizer_model,
+        minIfOrNull(event_time, event_type = 'RunStarted') AS started_at,
+        minIfOrNull(event_time, event_type = 'ToolApproved') AS first_approved_at,
+        maxIfOrNull(event_time, event_type IN {_in(TERMINAL_TYPES)}) AS ended_at,
+        maxIf(event_type, event_type IN {_in(TERMINAL_TYPES)}) AS terminal_type,
+        maxIf(JSONExtractString(payload, 'outcome'), event_type = 'RunCompleted') AS outcome,
+        maxIf(toUInt8(1), event_type IN {_in(SPOILER_TYPES)}) AS spoiled,
+        uniqExactStateIf(event_id, event_type IN {_in(VIOLATION_TYPES)}) AS violations,
+        maxIf(JSONExtractFloat(payload, 'cost_usd'), event_type IN {_in(TERMINAL_TYPES)}) AS cost_usd""",
+    where=f"event_type IN {_in(_FACT_EVENTS)}",
+    group_by="tenant_id, run_id")
+
+VIEWS = [_APPROVALS, _FACTS]
+"""Every materialized view, in the order they are made."""
+
+RUN_FACTS = _FACTS.table
+"""One row of facts per run (after its partial rows are merged: see `sinks/metrics.py`)."""
 
 PROJECTIONS = {
     # The highest offset stored per partition (where the sink resumes, up to where a run read
@@ -120,20 +211,36 @@ DDL = [
     ENGINE = ReplacingMergeTree(seq)
     ORDER BY (tenant_id, run_id)
     """,
+    # The facts of each run, in partial rows (one per insert that held some of its events)
+    # that merge into one; read them grouped by run.
     f"""
-    CREATE MATERIALIZED VIEW IF NOT EXISTS approval_queue_mv TO approval_queue AS
-    SELECT tenant_id, run_id, seq, event_type, event_time, payload
-    FROM agent_events WHERE event_type IN {APPROVAL_EVENTS}
+    CREATE TABLE IF NOT EXISTS run_facts (
+        tenant_id         LowCardinality(String),
+        run_id            String,
+        route             SimpleAggregateFunction(max, String),
+        planner_model     AggregateFunction(argMin, String, UInt64),
+        finalizer_model   AggregateFunction(argMax, String, UInt64),
+        started_at        SimpleAggregateFunction(min, {_TIME}),
+        first_approved_at SimpleAggregateFunction(min, {_TIME}),
+        ended_at          SimpleAggregateFunction(max, {_TIME}),
+        terminal_type     SimpleAggregateFunction(max, String),
+        outcome           SimpleAggregateFunction(max, String),
+        spoiled           SimpleAggregateFunction(max, UInt8),
+        violations        AggregateFunction(uniqExact, String),
+        cost_usd          SimpleAggregateFunction(max, Float64)
+    )
+    ENGINE = AggregatingMergeTree
+    ORDER BY (tenant_id, run_id)
     """,
+    *(view.create for view in VIEWS),
 ]
 
-BACKFILLS = {
-    "approval_queue": f"""
-        INSERT INTO approval_queue
-        SELECT tenant_id, run_id, seq, event_type, event_time, payload FROM agent_events
-        WHERE event_type IN {APPROVAL_EVENTS}""",
-}
+BACKFILLS = {view.table: view.backfill for view in VIEWS}
 """Per view table, how to fill it from `agent_events` when it is empty and the events are not."""
+
+REPAIRS = [view.repair for view in VIEWS]
+"""What brings every view in line with the latest inserts (see `View.repair`): run where inserts
+cannot run at the same time, before the first insert."""
 
 UPGRADES = {
     **{("projection", n): (f"ALTER TABLE agent_events ADD PROJECTION IF NOT EXISTS {n} ({q})",
@@ -153,12 +260,3 @@ RETIRED = [
     "DROP TABLE IF EXISTS run_index",
 ]
 """Views of an earlier layout, whose work the projections do."""
-
-REPAIR_APPROVALS = f"""
-    INSERT INTO approval_queue
-    SELECT tenant_id, run_id, seq, event_type, event_time, payload FROM agent_events
-    WHERE event_type IN {APPROVAL_EVENTS}
-      AND inserted_at >= (SELECT max(inserted_at) FROM agent_events) - INTERVAL 1 MINUTE"""
-"""The approval events of the latest inserts again: a kill after an insert and before its view's
-leaves them out of the queue. The queue keeps the newest seq per run, so a repeat changes nothing;
-inserts run one after another, so only the last can be cut short, and a minute covers it."""

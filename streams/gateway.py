@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -40,6 +41,8 @@ from schemas.events import (
     Event,
     RunStarted,
 )
+from sinks.metrics import Query as MetricsQuery
+from sinks.metrics import metrics_query, parse_keys, parse_time, replay_delta_query
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.claims import Claims, Places
@@ -54,6 +57,8 @@ from streams.gateway_schema import (
     Decision,
     DecisionAccepted,
     EventDoc,
+    MetricsRow,
+    ReplayDeltaRow,
     RunAccepted,
     RunId,
     RunRequest,
@@ -63,7 +68,7 @@ from streams.gateway_schema import (
 )
 from streams.kafka import producer as make_producer
 from streams.models_config import load_models_config
-from streams.query_api import QueryError
+from streams.query_api import QueryError, run_query
 from streams.run_reads import RunReader
 from streams.run_reads import RunView as ReadView
 from streams.runs import (
@@ -361,6 +366,52 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     def list_approvals(key: Annotated[ApiKey, needs("read")]) -> list[dict[str, Any]]:
         """The tenant's calls waiting for a person, oldest first."""
         return pending_approvals(settings, tenant_id=key.tenant_id, codec=codec)
+
+    def moment(name: str, value: str | None) -> datetime | None:
+        try:
+            return None if value is None else parse_time(value, now=datetime.now(UTC))
+        except ValueError as exc:
+            raise HTTPException(422, f"{name}: {exc}") from None
+
+    def measured(query: MetricsQuery) -> list[dict[str, Any]]:
+        return run_query(settings, query.sql, parameters=query.parameters, sink_running=True).as_dicts()
+
+    since_q = Query(max_length=64, description="From this moment: an ISO date or time (UTC unless it "
+                                               "says otherwise), or a span before now (30m, 12h, 7d, 2w).")
+    until_q = Query(max_length=64, description="Up to this moment (excluded), written like `since`.")
+
+    @app.get("/v1/metrics", response_model=list[MetricsRow], response_model_exclude_unset=True,
+             responses=errors(400, 401, 403, 422, 503))
+    def get_metrics(key: Annotated[ApiKey, needs("read")],
+                    by: Annotated[str | None, Query(
+                        max_length=64, description="Group keys, comma-separated, of tenant, route, model "
+                                                   "(the planner's) and day (UTC); none: totals.")] = None,
+                    since: Annotated[str | None, since_q] = None,
+                    until: Annotated[str | None, until_q] = None) -> list[dict[str, Any]]:
+        """The five metrics of the key's tenant's runs started in a time range (README, "Metrics")."""
+        try:
+            keys = parse_keys(by)
+        except ValueError as exc:
+            raise HTTPException(422, f"by: {exc}") from None
+        try:
+            query = metrics_query(by=keys, since=moment("since", since), until=moment("until", until),
+                                  tenant_id=key.tenant_id)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return measured(query)
+
+    @app.get("/v1/metrics/replay", response_model=list[ReplayDeltaRow],
+             responses=errors(400, 401, 403, 422, 503))
+    def get_replay_delta(key: Annotated[ApiKey, needs("read")],
+                         since: Annotated[str | None, since_q] = None,
+                         until: Annotated[str | None, until_q] = None) -> list[dict[str, Any]]:
+        """The replay delta per candidate and day, of the replays of the key's tenant's runs alone."""
+        try:
+            query = replay_delta_query(since=moment("since", since), until=moment("until", until),
+                                       tenant_id=key.tenant_id)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return measured(query)
 
     async def _decide(run_id: str, body: Decision, key: ApiKey, approve: bool) -> DecisionAccepted:
         events = await run_in_threadpool(own_run, run_id, key)

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 __all__ = ["MAX_BODY_BYTES", "error_body", "Text", "FreeText", "Decision", "Cancel", "RunRequest",
            "ErrorDetail", "ErrorBody", "RunAccepted", "EventDoc", "RunView", "EVENT_FRAME",
            "CancelAccepted", "Approval", "DecisionAccepted", "errors", "READ_ERRORS", "WRITE_ERRORS",
-           "RunId"]
+           "RunId", "MetricsRow", "ReplayDeltaRow"]
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -155,6 +155,36 @@ class DecisionAccepted(BaseModel):
     decision: Literal["approved", "rejected"]
 
 
+class MetricsRow(BaseModel):
+    """The metrics of one group of runs (README, "Metrics"); only the group keys asked are present."""
+
+    tenant: str | None = Field(default=None, description="Group key: the tenant (always the key's).")
+    route: str | None = Field(default=None, description="Group key: the route the runs started on.")
+    model: str | None = Field(default=None, description="Group key: the model that planned the runs.")
+    day: str | None = Field(default=None, description="Group key: the day (UTC) the runs started.")
+    runs: int
+    successes: int = Field(description="Runs that ended in RunCompleted with nothing that spoils a success.")
+    success_rate: float | None = Field(description="successes / runs; null without runs.")
+    violations: int = Field(description="ToolRejected plus ApprovalRequested events.")
+    violation_rate_per_100: float | None = Field(description="Violations per 100 runs; null without runs.")
+    cost_usd: float = Field(description="What all the runs cost (model tokens and tools).")
+    cost_per_success_usd: float | None = Field(description="cost_usd / successes; null without a success.")
+    ttfa_p50_ms: float | None = Field(description="Median time from RunStarted to the first ToolApproved.")
+    ttfa_p95_ms: float | None = Field(description="Its 95th percentile (linear between closest ranks).")
+
+
+class ReplayDeltaRow(BaseModel):
+    """The replay delta of one candidate on one day (UTC)."""
+
+    candidate: str
+    day: str
+    replays: int
+    runs: int = Field(description="Runs scored, over the day's replays.")
+    baseline_quality: float
+    candidate_quality: float
+    replay_delta: float = Field(description="candidate_quality - baseline_quality.")
+
+
 _WHY = {
     400: "Not HTTP, not JSON, a NUL byte, blank text or an empty Idempotency-Key.",
     401: "No API key, or one the gateway does not know.",
@@ -163,7 +193,7 @@ _WHY = {
     408: "The body did not arrive within the read timeout.",
     409: "The request conflicts with the run's state.",
     413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
-    422: "A field is invalid; the message names it.",
+    422: "A field or query parameter is invalid; the message names it.",
     429: "Too many open event streams, for this key or in all; try again after Retry-After seconds.",
     503: "The event log (or the analytics store) does not answer; try again.",
 }

@@ -14,6 +14,7 @@ from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.demo import demo
 from streams.cli.health import health
 from streams.cli.keys import keys
+from streams.cli.metrics import metrics
 from streams.cli.plan import plan
 from streams.cli.policy import policy
 from streams.cli.replay import export, gate_cmd, replay, score
@@ -133,6 +134,7 @@ main.add_command(gate_cmd)
 main.add_command(keys)
 main.add_command(health)
 main.add_command(topics)
+main.add_command(metrics)
 
 
 if __name__ == "__main__":

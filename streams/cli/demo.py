@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
 from processors.planner_scripted import SAMPLE_REQUESTS
 from schemas.events import Event, ResponseFinalized
+from sinks.metrics import metrics_query, replay_delta_query, run_facts_query
 from streams.api_keys import local_key_file
 from streams.cli.common import Context, fail, pass_ctx
+from streams.cli.metrics import fetch
 from streams.query_api import QueryError, run_query
-from streams.render import rows_table, timeline_table
+from streams.render import timeline_table
 from streams.runs import request_run, wait_for_run
 from streams.supervisor import SupervisorError, up
 
 __all__ = ["demo"]
-
-FIGURES = {
-    "Runs by last event": """
-        SELECT last_event, count() AS runs FROM (
-          SELECT run_id, argMax(event_type, seq) AS last_event FROM agent_events
-          WHERE run_id IN {runs:Array(String)} GROUP BY run_id)
-        GROUP BY last_event ORDER BY last_event""",
-    "Policy decisions": """
-        SELECT event_type AS decision, JSONExtractString(payload, 'tool') AS tool,
-               ifNull(nullIf(JSONExtractString(payload, 'rule'), ''), '(default)') AS rule,
-               count() AS calls
-        FROM agent_events WHERE run_id IN {runs:Array(String)}
-          AND event_type IN ('ToolApproved', 'ToolRejected', 'ApprovalRequested')
-        GROUP BY decision, tool, rule ORDER BY decision, tool""",
-    "Time to first action (RunStarted → first ToolProposed)": """
-        SELECT count() AS runs, round(quantile(0.5)(ms)) AS p50_ms, max(ms) AS max_ms FROM (
-          SELECT run_id, dateDiff('millisecond', minIf(event_time, event_type = 'RunStarted'),
-                                   minIf(event_time, event_type = 'ToolProposed')) AS ms
-          FROM agent_events WHERE run_id IN {runs:Array(String)} GROUP BY run_id)""",
-}
 
 _STORED = "SELECT count() FROM agent_events WHERE run_id IN {runs:Array(String)}"
 
@@ -68,7 +53,7 @@ def demo(ctx: Context) -> None:
         if final is not None:
             con.print(Panel(final.text, title="answer", title_align="left", expand=False))
         con.print()
-    _figures(ctx, timelines)
+    _metrics(ctx, timelines, {run_id: name for name, _text, run_id in submitted})
     parked = [r for r, ev in timelines.items() if ev and ev[-1].event_type == "ApprovalRequested"]
     con.rule("[bold]go on")
     lines = []
@@ -77,6 +62,7 @@ def demo(ctx: Context) -> None:
     lines += [
         f"see one timeline again:      .venv/bin/agentlog runs show {submitted[0][2]}",
         'ask something yourself:      .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
+        "every run's metrics:         .venv/bin/agentlog metrics --by tenant,route,model,day",
         ('query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events '
          'GROUP BY event_type"'),
         (f"HTTP gateway:                curl -XPOST localhost:{settings.gateway_port}/v1/runs "
@@ -88,23 +74,79 @@ def demo(ctx: Context) -> None:
         con.print("  " + line, soft_wrap=True)
 
 
-def _figures(ctx: Context, timelines: dict[str, list[Event]]) -> None:
-    """Figures from ClickHouse, once the sink holds every event shown above."""
+def _metrics(ctx: Context, timelines: dict[str, list[Event]], names: dict[str, str]) -> None:
+    """The five metrics of the runs above, from ClickHouse, once the sink holds every event shown."""
     runs = list(timelines)
     expected = sum(len(ev) for ev in timelines.values())
-    params = {"runs": runs}
     deadline = time.monotonic() + 30
     stored = 0
     try:
         while time.monotonic() < deadline:
-            stored = run_query(ctx.settings, _STORED, parameters=params, sink_running=True).rows[0][0]
+            stored = run_query(ctx.settings, _STORED, parameters={"runs": runs}, sink_running=True).rows[0][0]
             if stored >= expected:
                 break
             time.sleep(0.3)
-        ctx.console.rule("[bold]from ClickHouse (agent_events)")
-        ctx.console.print(f"{stored} events stored for these {len(runs)} runs (the log holds {expected})\n")
-        for title, sql in FIGURES.items():
-            result = run_query(ctx.settings, sql, parameters=params, sink_running=True)
-            ctx.console.print(rows_table(result.columns, result.rows, title=title))
+        facts = fetch(ctx.settings, run_facts_query(run_ids=runs, tenant_id="demo"))
+        (totals,) = fetch(ctx.settings, metrics_query(run_ids=runs, tenant_id="demo"))
+        replays = fetch(ctx.settings, replay_delta_query())
     except QueryError as exc:
         ctx.console.print(f"[red]ClickHouse query failed:[/] {exc}")
+        return
+    con = ctx.console
+    con.rule("[bold]the five metrics, from ClickHouse")
+    con.print(f"[dim]{stored} events stored for these {len(runs)} runs (the log holds {expected}); "
+              "one row of facts per run in run_facts, kept by a materialized view[/]\n")
+    con.print(_runs_table(facts, names))
+    waiting = [names.get(f["run_id"], f["run_id"]) for f in facts if not f["ended_as"]]
+    if waiting:
+        con.print(f"[dim]{', '.join(waiting)} still waits for a person: it counts as a run (and its "
+                  "ApprovalRequested as a violation), not yet as a success[/]")
+    con.print()
+    con.print(_scorecard(totals, replays[-1] if replays else None))
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
+def _runs_table(facts: list[dict[str, Any]], names: dict[str, str]) -> Table:
+    table = Table(title="each run as the metrics count it", title_justify="left")
+    for heading, justify in (("run", "left"), ("ended", "left"), ("succeeded", "center"),
+                             ("violations", "right"), ("cost $", "right"), ("time to first action", "right")):
+        table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+    for f in facts:
+        how = f["ended_as"].removeprefix("Run").lower() + (f" ({f['outcome']})" if f["outcome"] else "")
+        ended = (Text(how, style="green" if f["ended_as"] == "RunCompleted" else "red") if f["ended_as"]
+                 else Text("not yet: waits for a person", style="yellow"))
+        table.add_row(names.get(f["run_id"], f["run_id"]), ended,
+                      Text("yes", style="green") if f["success"]
+                      else Text("no", style="red") if f["ended_as"] else Text("not yet", style="yellow"),
+                      Text(str(f["violations"]), style="red" if f["violations"] else ""),
+                      f"{f['cost_usd']:.4f}", _ms(f["ttfa_ms"]))
+    return table
+
+
+def _scorecard(m: dict[str, Any], replay: dict[str, Any] | None) -> Table:
+    runs, ok = m["runs"], m["successes"]
+    table = Table(title=f"the five metrics of these {runs} runs", title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("how it is defined", style="dim")
+    per_success = m["cost_per_success_usd"]
+    table.add_row("success rate", f"{ok} of {runs} · {m['success_rate']:.0%}",
+                  "ends in RunCompleted with no PlanRejected, BudgetExceeded, ToolRejected, "
+                  "ApprovalDenied or ApprovalExpired in it")
+    table.add_row("policy violations", f"{m['violations']} · {m['violation_rate_per_100']:.0f} per 100 runs",
+                  "denied or escalated actions: ToolRejected + ApprovalRequested")
+    table.add_row("cost per successful run",
+                  "-" if per_success is None else f"${per_success:.4f}",
+                  f"cost of all the runs (${m['cost_usd']:.4f}) ÷ the successful ones ({ok})")
+    table.add_row("time to first action", f"p50 {_ms(m['ttfa_p50_ms'])} · p95 {_ms(m['ttfa_p95_ms'])}",
+                  "RunStarted → first ToolApproved (the guard's or a person's)")
+    delta = (f"{replay['replay_delta']:+.3f} ({replay['candidate']}, {replay['day']})" if replay
+             else "none scored yet")
+    table.add_row("replay delta", delta,
+                  "candidate's quality minus the baseline's, per candidate and day (agentlog metrics replay)")
+    return table

@@ -44,7 +44,7 @@ class Sink:
         with self.lock:
             stored = self.store.stored_offsets(self.topic)
             self.store.through(self.topic)  # known from now on, for run reads
-            self.store.repair_approvals()
+            self.store.repair_views()
         try:
             committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
         except KafkaException as exc:
