@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -28,9 +29,10 @@ from streams.supervisor import alive, processes
 __all__ = ["metrics", "metrics_table", "replay_table", "DEFINITIONS", "fetch"]
 
 DEFINITIONS = (
-    "succeeded: ended in RunCompleted, with no PlanRejected, BudgetExceeded, ToolRejected, ApprovalDenied or "
-    "ApprovalExpired · violations: ToolRejected + ApprovalRequested · $/success: the cost of all the runs "
-    "÷ the successful ones · ttfa (time to first action): RunStarted → first ToolApproved"
+    "ok (succeeded): ended in RunCompleted, with no PlanRejected, BudgetExceeded, ToolRejected, "
+    "ApprovalDenied or ApprovalExpired · viol (violations): ToolRejected + ApprovalRequested, /100 per "
+    "100 runs · $/ok: the cost of all the runs ÷ the successful ones · ttfa (time to first action): "
+    "RunStarted → first ToolApproved"
 )
 """The definitions, in one line under every table."""
 
@@ -68,16 +70,18 @@ def _metric_cells(row: dict[str, Any]) -> list[Text | str]:
 
 def metrics_table(rows: Sequence[dict[str, Any]], keys: Sequence[str], *, title: str) -> Table:
     """The metrics rows as a person reads them: rates as percentages, times in ms or s."""
+    # Short headings and no vertical rules: four keys and nine figures fit 120 columns, and a
+    # key is never cut short (the figures give way first).
     table = Table(title=title, title_justify="left", caption=DEFINITIONS, caption_justify="left",
-                  caption_style="dim")
-    for key in keys:
-        table.add_column(_KEY_HEADINGS[key], style="bold", no_wrap=True)
-    for heading in ("runs", "succeeded", "rate", "violations", "per 100", "cost $", "$/success",
-                    "ttfa p50", "ttfa p95"):
+                  caption_style="dim", box=box.SIMPLE_HEAD)
+    cells = [[str(row[k]) if row[k] not in (None, "") else "(none)" for k in keys] for row in rows]
+    for i, key in enumerate(keys):
+        widest = max([len(_KEY_HEADINGS[key]), *(len(c[i]) for c in cells)])
+        table.add_column(_KEY_HEADINGS[key], style="bold", no_wrap=True, min_width=widest)
+    for heading in ("runs", "ok", "ok %", "viol", "/100", "cost $", "$/ok", "ttfa p50", "ttfa p95"):
         table.add_column(heading, justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(*[str(row[k]) if row[k] not in (None, "") else "(none)" for k in keys],
-                      *_metric_cells(row))
+    for keyed, row in zip(cells, rows, strict=True):
+        table.add_row(*keyed, *_metric_cells(row))
     return table
 
 
