@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -38,7 +39,10 @@ from streams.snapshots import Record
 TXN_TIMEOUT_S = 10.0
 """Longest wait of one transactional call; a call that times out is retried until
 `TXN_DEADLINE_S`, then the transaction is aborted."""
-TXN_DEADLINE_S = 60.0
+TXN_DEADLINE_S = 30.0
+"""Also the producer's `transaction.timeout.ms`: a transaction whose records are stuck (behind a
+leader the producer lost after a paused broker) fails by then instead of librdkafka's 60 s, so
+the orchestrator is working again soon after the broker is back."""
 
 
 class _Abort(LogUnavailable):
@@ -61,7 +65,8 @@ class Orchestrator:
             self.settings, **{"transactional.id": f"agentlog-orchestrator-{self.settings.instance_id}",
                               # A transaction begun while the last one's markers are still being
                               # written is retried after this; librdkafka's 100 ms stalls a hop.
-                              "retry.backoff.ms": 5})
+                              "retry.backoff.ms": 5,
+                              "transaction.timeout.ms": int(TXN_DEADLINE_S * 1000)})
         self.outbox = Outbox(self.out, on_delivered=self._delivered)
         # Dead letters are part of the transaction: they commit with the offsets that skip them.
         self.intake = Intake(self.settings, self.codec, service=ctx.name, dead_letters=self.outbox)
@@ -186,10 +191,14 @@ class Orchestrator:
             except FutureTimeout:
                 self.ctx.beat()
                 if time.monotonic() > deadline:
-                    self.ctx.log.error("%s did not return in %.0f s: exiting, for a fresh producer to "
-                                       "take over", what, TXN_TIMEOUT_S + 15)
-                    logging.shutdown()
-                    os._exit(1)
+                    self._hand_over(f"{what} did not return in {TXN_TIMEOUT_S + 15:.0f} s")
+
+    def _hand_over(self, why: str) -> NoReturn:
+        """End the process, for a fresh producer to take over: the watchdog starts the next one,
+        whose `init_transactions` fences this one and aborts its open transaction."""
+        self.ctx.log.error("%s: exiting, for a fresh producer to take over", why)
+        logging.shutdown()
+        os._exit(1)
 
     def _apply(self, msg: Message, pending: dict[str, tuple[RunState, int]]) -> None:
         try:
@@ -224,7 +233,11 @@ class Orchestrator:
             pending[run_id] = (outcome.state, partition)
 
     def abort(self) -> None:
-        """Abort the open transaction, waiting out a broker that is away."""
+        """Abort the open transaction, waiting out a broker that is away, for `TXN_DEADLINE_S`:
+        a producer that cannot abort by then (seen after a paused broker: its transaction's
+        records stuck behind a leader it no longer knew, each abort timing out while the
+        heartbeat said "waiting for kafka") hands over to a fresh one."""
+        deadline = time.monotonic() + TXN_DEADLINE_S
         while self.in_transaction:
             try:
                 self._bounded("abort_transaction", lambda: self.out.abort_transaction(TXN_TIMEOUT_S))
@@ -233,7 +246,10 @@ class Orchestrator:
                 err = exc.args[0]
                 if not isinstance(err, KafkaError) or err.fatal() or not err.retriable():
                     raise
+                if time.monotonic() > deadline:
+                    self._hand_over(f"abort_transaction failed for {TXN_DEADLINE_S:.0f} s ({err})")
                 self.ctx.waiting("kafka", f"abort_transaction: {err}")
+                time.sleep(0.5)  # an abort refused at once is not tried again in a busy loop
 
     def reset(self) -> None:
         """Restore the assigned partitions and read again from the committed offsets."""

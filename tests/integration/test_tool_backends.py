@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -447,10 +448,25 @@ def test_warm_sandbox_recovers_from_a_killed_child_and_keeps_tool_errors_apart(
         ok = sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg, idempotency_key="k",
                          timeout_s=30)
         assert ok.status == "ok"
+        # A child that dies while it holds a call: that call says so, and does not hang. (Stopped
+        # first, so that it cannot answer before it dies.)
+        child = sandbox._proc
+        assert child is not None
+        os.kill(child.pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(sandbox.run, tool="search_docs", input={"query": "refund"}, cfg=cfg,
+                               idempotency_key="k", timeout_s=30)
+            time.sleep(0.3)
+            os.kill(child.pid, signal.SIGKILL)
+            dead = call.result(timeout=30)
+        assert dead.status == "error" and "sandbox child" in (dead.error or ""), dead
+        # A child that died between calls is replaced before the next one.
+        assert sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg,
+                           idempotency_key="k", timeout_s=30).status == "ok"
         os.kill(sandbox._proc.pid, signal.SIGKILL)
-        dead = sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg,
-                           idempotency_key="k", timeout_s=30)
-        assert dead.status == "error" and "sandbox child" in (dead.error or "")
+        sandbox._proc.wait()
+        assert sandbox.run(tool="search_docs", input={"query": "refund"}, cfg=cfg,
+                           idempotency_key="k", timeout_s=30).status == "ok"
         refused = sandbox.run(tool="query_sql", input={"sql": "DELETE FROM orders"}, cfg=cfg,
                               idempotency_key="k", timeout_s=30)
         assert refused.status == "error" and "sandbox" not in (refused.error or "")
