@@ -1,6 +1,7 @@
 """Release the current schemas: `python -m tests.golden.release`.
 
-For the events, the snapshots, the alerts and the gate verdicts, when the current schema is not released yet, writes
+For the events, the snapshots, the alerts and the gate verdicts, when the current schema is not
+released yet, writes
 `schemas/history/agentlog.<Name>.v<N+1>.avsc` (the schema with every type inlined) and
 `tests/golden/<events|snapshots|alerts|gates>-v<N+1>.avro` (one record of each type written with it), which
 the schema evolution tests read with every later schema. Refuses when both are released.
