@@ -130,13 +130,12 @@ def _fields(node: yaml.Node) -> dict[str, yaml.Node]:
     return {str(k.value): v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
 
 
-def _number(value: object, what: str, *, low: float, integer: bool = False) -> float:
-    wrong_type = isinstance(value, bool) or not isinstance(value, (int, float))
-    if wrong_type or (integer and not isinstance(value, int)):
-        raise ValueError(f"{what} must be {'a whole number' if integer else 'a number'}, not {value!r}")
+def _number(value: object, *, low: float, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ValueError(f"must be {'a whole number' if integer else 'a number'}, not {value!r}")
     if value < low:
-        raise ValueError(f"{what} must be at least {low:g}, not {value!r}")
-    return value
+        raise ValueError(f"must be at least {low:g}, not {value!r}")
+    return float(value)
 
 
 def _rule(raw: Mapping[str, Any], field_lines: Mapping[str, int], *, source: str, line: int) -> Rule:
@@ -169,11 +168,11 @@ def _rule(raw: Mapping[str, Any], field_lines: Mapping[str, int], *, source: str
                     raise ValueError(f"must be a list of {' and/or '.join(SCOPES)}, not {value!r}")
                 args[key] = tuple(value)
             elif key in ("min_runs", "min_baseline_runs"):
-                args[key] = int(_number(value, "it", low=1, integer=True))
+                args[key] = int(_number(value, low=1, integer=True))
             elif key == "factor":
-                args[key] = float(_number(value, "it", low=1))
+                args[key] = float(_number(value, low=1))
             elif key == "rise":
-                args[key] = float(_number(value, "it", low=0))
+                args[key] = float(_number(value, low=0))
         except ValueError as exc:
             raise RulesError(f"{where}: {exc}") from None
     rule = kind(**args)

@@ -48,7 +48,7 @@ def test_short_windows_for_tests_and_defaults_for_what_is_left_out():
     ("version: 1\nrules:\n  - name: a\n    kind: cost_per_success\n    factor: 3\n",
      "f.yaml:5: rule 'a': field 'factor': unknown for a cost_per_success rule"),
     ("version: 1\nrules:\n  - name: a\n    kind: violation_rate\n    min_runs: 0\n",
-     "f.yaml:5: rule 'a': field 'min_runs': it must be at least 1"),
+     "f.yaml:5: rule 'a': field 'min_runs': must be at least 1"),
     ("version: 1\nrules:\n  - name: a\n    kind: violation_rate\n    scopes: [model]\n",
      "f.yaml:5: rule 'a': field 'scopes': must be a list of tenant and/or route"),
     ("version: 1\nrules:\n  - name: a\n    kind: paging\n",
