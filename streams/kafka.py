@@ -119,6 +119,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.events_topic, settings.partitions,
                   {"retention.ms": "-1", "retention.bytes": "-1"}),
         TopicSpec(settings.deadletter_topic, 1, {"retention.ms": "-1"}),
+        # Alerts and gate verdicts are few and kept: the history of what fired and what was gated.
+        TopicSpec(settings.alerts_topic, 1, {"retention.ms": "-1"}),
+        TopicSpec(settings.gates_topic, 1, {"retention.ms": "-1"}),
         # Snapshots of live runs, latest per run id: compacted, rolled often so compaction keeps
         # up with runs that end (their tombstones), co-partitioned with the events.
         *[TopicSpec(settings.snapshots_topic(s), settings.partitions, {
