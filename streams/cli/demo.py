@@ -10,6 +10,7 @@ from rich.panel import Panel
 
 from processors.planner_scripted import SAMPLE_REQUESTS
 from schemas.events import Event, ResponseFinalized
+from streams.alerts_demo import show_alert
 from streams.api_keys import local_key_file
 from streams.cli.common import Context, fail, pass_ctx
 from streams.query_api import QueryError, run_query
@@ -69,6 +70,7 @@ def demo(ctx: Context) -> None:
             con.print(Panel(final.text, title="answer", title_align="left", expand=False))
         con.print()
     _figures(ctx, timelines)
+    show_alert(ctx)
     parked = [r for r, ev in timelines.items() if ev and ev[-1].event_type == "ApprovalRequested"]
     con.rule("[bold]go on")
     lines = []
