@@ -3,6 +3,8 @@ and when that raises or resolves an alert (once per rule, scope and window)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from policies.alert_rules import CostRiseRule, ViolationRateRule
@@ -141,3 +143,12 @@ def test_a_failed_gate_blocks_and_a_pass_resolves():
 def test_windows_align_on_the_epoch():
     start, end = window_of(T0.timestamp() + 3, 60)
     assert start == T0 and end == T0 + timedelta(minutes=1)
+
+
+def test_the_alert_core_imports_no_io_library():
+    code = ("import sys, json\n"
+            "import processors.alerting, policies.alert_rules, schemas.alerts, schemas.alert_codec\n"
+            "io = ('confluent_kafka', 'faust', 'aiokafka', 'clickhouse_connect', 'httpx')\n"
+            "print(json.dumps([m for m in io if m in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
