@@ -56,13 +56,9 @@ from streams.kafka import make_codec, producer
 from streams.service import ServiceContext
 from streams.webhook import deliver
 
-__all__ = ["AlertingApp", "facts_topic"]
+__all__ = ["AlertingApp"]
 
 log = logging.getLogger("alerting")
-
-
-def facts_topic(prefix: str) -> str:
-    return f"{prefix}.alerting.facts"
 
 
 class AlertingApp:
@@ -101,7 +97,7 @@ class AlertingApp:
             self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
                            value_serializer="raw")
             for name in names)
-        self.facts = self.app.topic(facts_topic(settings.topic_prefix), key_type=str, internal=True,
+        self.facts = self.app.topic(settings.alert_facts_topic, key_type=str, internal=True,
                                     partitions=settings.partitions, key_serializer="json",
                                     value_serializer="json")
         self.runs = self.app.Table("runs", default=dict, partitions=settings.partitions)

@@ -17,7 +17,6 @@ from sinks.alerts import ALERTS_SQL
 from streams.alerts_gates import record_verdict
 from streams.cli.common import Context
 from streams.query_api import QueryError, run_query
-from streams.render import rows_table
 
 __all__ = ["show_alert"]
 
@@ -53,10 +52,10 @@ def show_alert(ctx: Context) -> None:
         if raised is None:
             con.print("[yellow]no alert within 30 s: is the alerting service up? (agentlog status)[/]")
             return
-        con.print(rows_table(["severity", "rule", "scope", "raised", "summary"],
-                             [[raised["severity"].upper(), raised["rule"], raised["scope"],
-                               str(raised["raised_at"])[:19], raised["summary"]]],
-                             title="a failed replay gate blocks (agentlog alerts check exits 1 meanwhile)"))
+        con.print(f"[bold red]{raised['severity'].upper()}[/] {raised['rule']} · {raised['scope']} · raised "
+                  f"{str(raised['raised_at'])[11:19]} UTC, id {raised['alert_id'][:12]}…")
+        con.print(f"  {raised['summary']}", soft_wrap=True)
+        con.print("  [dim]while it fires, `agentlog alerts check` exits 1 (`alerts list` shows it)[/]")
         record_verdict(ctx.settings, lambda: ctx.producer, candidate=CANDIDATE,
                        checks=[Check("quality", ">= 0.8", "0.910", True)], scores="(demo)")
         resolved = _block(ctx, firing=False, alert_id=raised["alert_id"])

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}.alerts"
 
     @property
+    def alert_facts_topic(self) -> str:
+        """The alerting processor's repartition topic: what each event adds to its scopes, by scope."""
+        return f"{self.topic_prefix}.alerting.facts"
+
+    @property
     def gates_topic(self) -> str:
         """Where `agentlog gate` records its verdicts, for the block rule."""
         return f"{self.topic_prefix}.gates"
