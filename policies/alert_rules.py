@@ -161,7 +161,11 @@ def _rule(raw: Mapping[str, Any], field_lines: Mapping[str, int], *, source: str
                     raise ValueError(f"must be page, warn or block, not {value!r}")
                 args[key] = value
             elif key in ("window", "baseline"):
-                args[f"{key}_s"] = parse_duration(value)
+                seconds = parse_duration(value)
+                if seconds != int(seconds):
+                    # The processor's windows are whole seconds (Faust's tumbling windows are).
+                    raise ValueError(f"must be whole seconds, not {value!r}")
+                args[f"{key}_s"] = seconds
             elif key == "scopes":
                 if (not isinstance(value, list) or not value
                         or any(v not in SCOPES for v in value) or len(set(value)) < len(value)):

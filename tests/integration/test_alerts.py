@@ -9,17 +9,22 @@ candidate fails its replay gate (block); each resolves when things are ordinary 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from schemas.alerts import Alert, AlertRaised
+from streams.webhook import Delivery, deliver
 from tests.free_ports import free_ports
 from tests.stack import Stack, eventually, running_stack
 
@@ -37,6 +42,7 @@ rules:
 DOCS = "What is our refund policy for annual plans?"  # search_docs: $0.0005 a run
 SQL = "How many customers do we have in Germany?"  # query_sql: $0.001 a run
 DENIED = "Drop the orders table."  # deny_destructive_sql
+T = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 class Receiver:
@@ -176,9 +182,13 @@ def test_the_three_rules_fire_and_resolve_and_the_webhook_takes_each_alert_once(
                        what="the block on the failed gate")
     assert block["severity"] == "block" and "quality" in block["summary"]
     assert stack.cli("alerts", "check", check=False).returncode == 1
+    # The processor restarts meanwhile: what fires is restored from its changelog topics.
+    stack.stop("alerting")
+    stack.cli("up")
     stack.cli("gate", _scores(tmp_path / "good.json", 0.95), "--min-quality", "0.8")
-    eventually(lambda: _alert(stack, "gate", "candidate:prompt-v2", firing=False), timeout=40,
-               what="the block to resolve")
+    resolved = eventually(lambda: _alert(stack, "gate", "candidate:prompt-v2", firing=False), timeout=60,
+                          what="the block to resolve")
+    assert resolved["alert_id"] == block["alert_id"]
     assert stack.cli("alerts", "check").returncode == 0
 
     # Every alert raised and resolved reached the webhook, once, under its own key; the first
@@ -193,6 +203,47 @@ def test_the_three_rules_fire_and_resolve_and_the_webhook_takes_each_alert_once(
     # The sink stored each record once.
     rows = stack.sql("SELECT alert_id, kind, count() AS n FROM alerts GROUP BY alert_id, kind")
     assert len(rows) == len(wanted) and all(r["n"] == 1 for r in rows)
+
+
+def test_a_delivery_gives_up_on_a_refusal_at_once_and_on_failures_after_its_attempts():
+    answers: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(answers.pop(0) if answers else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    alert = Alert(alert_id="a" * 32, rule="r", severity="page", scope="tenant:t", window_start=T,
+                  window_end=T, at=T, summary="s", body=AlertRaised(value=1, threshold=1, baseline=1, runs=1))
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def go(attempts: int, target: str = url) -> Delivery:
+        async with httpx.AsyncClient(timeout=2) as client:
+            return await deliver(client, target, alert, attempts=attempts, backoff_s=0.5, sleep=no_wait)
+
+    try:
+        answers[:] = [400]
+        assert asyncio.run(go(5)) == Delivery(False, 1, "HTTP 400: refused")
+        answers[:] = [503, 429, 204]
+        assert asyncio.run(go(5)) == Delivery(True, 3)
+        assert waits == [0.5, 1.0]
+        answers[:] = []
+        assert asyncio.run(go(3)) == Delivery(False, 3, "HTTP 503")
+        refused = asyncio.run(go(2, f"http://127.0.0.1:{free_ports(1)[0]}/"))
+        assert not refused.delivered and refused.attempts == 2 and "ConnectError" in refused.last_error
+    finally:
+        server.shutdown()
 
 
 def test_the_alerting_service_is_watched_like_the_others(alert_stack: Stack):

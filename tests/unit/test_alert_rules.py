@@ -45,6 +45,8 @@ def test_short_windows_for_tests_and_defaults_for_what_is_left_out():
     ("version: 1\nrules: {}\n", "field 'rules': must be a list"),
     ("version: 1\nrules:\n  - name: a\n    kind: violation_rate\n    window: soon\n",
      "f.yaml:5: rule 'a': field 'window': 'soon' is not a duration"),
+    ("version: 1\nrules:\n  - name: a\n    kind: violation_rate\n    window: 1.5\n",
+     "f.yaml:5: rule 'a': field 'window': must be whole seconds, not 1.5"),
     ("version: 1\nrules:\n  - name: a\n    kind: cost_per_success\n    factor: 3\n",
      "f.yaml:5: rule 'a': field 'factor': unknown for a cost_per_success rule"),
     ("version: 1\nrules:\n  - name: a\n    kind: violation_rate\n    min_runs: 0\n",
