@@ -50,6 +50,16 @@ class _CommittedConsumer(Consumer):
         offset: int | None = super()._new_offset(tp)
         return offset
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Faust yields to the loop and re-merges the whole interval tree for every gap; on a topic
+        # with a marker after nearly every record that is most of the work (10 s for 10,000
+        # records, 1 s without). `merge_gaps` copes with overlapping intervals, so adding is enough.
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed + 1)
+        if offset_from <= offset_to:
+            self._gap[tp].addi(offset_from, offset_to + 1)
+
 
 def merge_gaps(acked: list[int], gaps: IntervalTree) -> None:
     """Move the gap offsets up to the highest acked one into `acked` (sorted, each once)."""

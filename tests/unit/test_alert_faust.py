@@ -44,3 +44,11 @@ def test_nothing_past_the_highest_acked_offset_is_committed():
     acked.append(5)
     merge_gaps(acked, gaps)
     assert acked == [0, 1, 2, 3, 4, 5] and _committable(acked) == 6
+
+
+def test_overlapping_gaps_left_unmerged_fill_in_once():
+    # A marker after every record: each gap [n, n+2) overlaps the next; they are not merged when added.
+    acked = [0, 2, 4, 6]
+    gaps = _gaps((1, 3), (3, 5), (5, 7))
+    merge_gaps(acked, gaps)
+    assert acked == list(range(7)) and _committable(acked) == 7 and not gaps
