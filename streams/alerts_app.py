@@ -248,7 +248,8 @@ class AlertingApp:
                               window=window, at=datetime.fromtimestamp(at, UTC))
         if alert is not None:
             # Waited for: the facts' offsets are committed only once the alert is on the topic.
-            sent = await self.alerts.send(key=alert.alert_id.encode(), value=self.alert_codec.encode(alert))
+            sent = await self.alerts.send(key=alert.alert_id.encode(), value=self.alert_codec.encode(alert),
+                                          force=True)  # now, not when the fact's offset commits
             await sent
             self.raised += 1
             log.info("%s %s %s: %s", alert.kind, alert.severity, alert.scope, alert.summary)
