@@ -18,6 +18,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from schemas.events import Event
+from sinks.alerts import ALERTS_DDL
 from sinks.ddl import BACKFILLS, DDL, REPAIRS, RETIRED, UPGRADES
 
 __all__ = ["ClickHouseStore", "EventRow", "event_row", "COLUMNS", "QueryResult", "REPLAY_TABLES", "StoredRun"]
@@ -93,7 +94,7 @@ class ClickHouseStore:
         return ClickHouseStore(client, dsn=self._dsn, password=self._password)
 
     def ensure_schema(self) -> None:
-        for statement in [*DDL, *RETIRED]:
+        for statement in [*DDL, *RETIRED, *ALERTS_DDL]:
             self._client.command(statement)
         made = str(self._client.command("SHOW CREATE TABLE agent_events"))
         for (kind, name), (add, build) in UPGRADES.items():

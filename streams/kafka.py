@@ -119,6 +119,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.events_topic, settings.partitions,
                   {"retention.ms": "-1", "retention.bytes": "-1"}),
         TopicSpec(settings.deadletter_topic, 1, {"retention.ms": "-1"}),
+        # Alerts and gate verdicts are few and kept: the history of what fired and what was gated.
+        TopicSpec(settings.alerts_topic, 1, {"retention.ms": "-1"}),
+        TopicSpec(settings.gates_topic, 1, {"retention.ms": "-1"}),
+        # Made here, not by Faust when the processor starts: a consumer that subscribes while its
+        # topic is being made misses it until its next metadata refresh, minutes later.
+        TopicSpec(settings.alert_facts_topic, settings.partitions, {"retention.ms": week}),
         # Snapshots of live runs, latest per run id: compacted, rolled often so compaction keeps
         # up with runs that end (their tombstones), co-partitioned with the events.
         *[TopicSpec(settings.snapshots_topic(s), settings.partitions, {

@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     models_file: Path = REPO_ROOT / "processors" / "models" / "models.yaml"
     """Model providers, prices and each route's planner model."""
 
+    # Alerts: the rules the alerting processor evaluates, and where it delivers what they raise.
+    alert_rules_file: Path = REPO_ROOT / "policies" / "alerts.yaml"
+    """Alert rules (page, warn, block), validated like the policies."""
+    alert_webhook_url: str | None = None
+    """Where each alert raised or resolved is POSTed as JSON; unset: no delivery."""
+    alert_webhook_attempts: int = Field(6, ge=1)
+    """Attempts per delivery, the first included; after the last, the alert is dead-lettered."""
+    alert_webhook_backoff_s: float = Field(0.5, gt=0)
+    """Wait before the first retry, doubled for each retry after it."""
+    alert_webhook_timeout_s: float = Field(5.0, gt=0)
+    """Time the webhook has to answer one attempt."""
+
     # The gateway's limits: what one client may hold of it, and for how long.
     gateway_read_timeout_s: float = Field(10.0, gt=0)
     """Time a client has to send a request's head, and then its body; after it, 408."""
@@ -169,6 +181,20 @@ class Settings(BaseSettings):
     @property
     def deadletter_topic(self) -> str:
         return f"{self.topic_prefix}.deadletter"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts"
+
+    @property
+    def alert_facts_topic(self) -> str:
+        """The alerting processor's repartition topic: what each event adds to its scopes, by scope."""
+        return f"{self.topic_prefix}.alerting.facts"
+
+    @property
+    def gates_topic(self) -> str:
+        """Where `agentlog gate` records its verdicts, for the block rule."""
+        return f"{self.topic_prefix}.gates"
 
     def snapshots_topic(self, service: str) -> str:
         """The compacted snapshot topic of a folding processor."""

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from streams.api_keys import local_key_file
+from streams.cli.alerts import alerts
 from streams.cli.approvals import approvals
 from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.demo import demo
@@ -135,6 +136,7 @@ main.add_command(keys)
 main.add_command(health)
 main.add_command(topics)
 main.add_command(metrics)
+main.add_command(alerts)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from rich.text import Text
 from processors.planner_scripted import SAMPLE_REQUESTS
 from schemas.events import Event, ResponseFinalized
 from sinks.metrics import metrics_query, replay_delta_query, run_facts_query
+from streams.alerts_demo import show_alert
 from streams.api_keys import local_key_file
 from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.metrics import fetch
@@ -54,6 +55,7 @@ def demo(ctx: Context) -> None:
             con.print(Panel(final.text, title="answer", title_align="left", expand=False))
         con.print()
     _metrics(ctx, timelines, {run_id: name for name, _text, run_id in submitted})
+    show_alert(ctx)
     parked = [r for r, ev in timelines.items() if ev and ev[-1].event_type == "ApprovalRequested"]
     con.rule("[bold]go on")
     lines = []

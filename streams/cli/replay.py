@@ -34,6 +34,7 @@ from processors.replay import DatasetError, RecordedRun, run_doc
 from processors.replay.candidates import CandidatesError
 from processors.replay.gate import Thresholds, gate
 from processors.replay.scoring import METRICS, SCORERS, model_scorer, policy_regressions, score_results
+from streams.alerts_gates import record_verdict
 from streams.cli.common import Context, fail, pass_ctx
 from streams.models_config import ModelsConfigError
 from streams.query_api import QueryError
@@ -490,10 +491,12 @@ def _print_scores(ctx: Context, scores: dict[str, Any], out: Path) -> None:
 @click.option("--max-latency-delta", type=float, help="Highest latency change vs the baseline.")
 @click.option("--max-policy-regressions", type=int, help="Most policy regressions allowed.")
 @click.option("--json", "as_json", is_flag=True, help="The verdict as JSON.")
+@click.option("--record/--no-record", default=True, show_default=True,
+              help="Put the verdict on the gates topic, where the block alert rule reads it.")
 @pass_ctx
 def gate_cmd(ctx: Context, scores: Path | None, min_quality: float | None,
              max_cost_delta: float | None, max_latency_delta: float | None,
-             max_policy_regressions: int | None, as_json: bool) -> None:
+             max_policy_regressions: int | None, as_json: bool, record: bool) -> None:
     """Pass or fail a candidate on its scores (default: the latest replay's): exit 0 or 1."""
     thresholds = Thresholds(min_quality=min_quality, max_cost_delta=max_cost_delta,
                             max_latency_delta=max_latency_delta,
@@ -509,9 +512,16 @@ def gate_cmd(ctx: Context, scores: Path | None, min_quality: float | None,
         fail(f"no scores{f' in {hint}' if hint else ''}: run `agentlog score` first", code=2)
     checks = gate(loaded, thresholds)
     passed = all(c.passed for c in checks)
+    not_recorded: str | None = "not asked (--no-record)"
+    if record:
+        # The verdict stands whether or not it could be recorded: CI still gets its exit code.
+        candidate = str(loaded.get("candidate") or "(unnamed)")
+        not_recorded = record_verdict(ctx.settings, lambda: ctx.producer, candidate=candidate, checks=checks,
+                                      scores=str(path))
     if as_json:
         click.echo(json.dumps({"passed": passed, "candidate": loaded.get("candidate"),
-                               "scores": str(path), "checks": [c.to_json() for c in checks]}))
+                               "scores": str(path), "checks": [c.to_json() for c in checks],
+                               "recorded": not_recorded is None, "not_recorded": not_recorded}))
     else:
         table = Table(title=f"gate of candidate {loaded.get('candidate')}", title_justify="left")
         for col in ("threshold", "limit", "measured", "verdict"):
@@ -525,5 +535,7 @@ def gate_cmd(ctx: Context, scores: Path | None, min_quality: float | None,
             if c.detail:
                 click.echo(f"{c.name}: {c.detail}")
         click.echo("PASS" if passed else "FAIL")
+        if record and not_recorded is not None:
+            click.echo(f"note: the verdict was not recorded for the alert rules: {not_recorded}", err=True)
     if not passed:
         raise SystemExit(1)

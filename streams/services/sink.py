@@ -1,4 +1,5 @@
-"""ClickHouse sink: every event of the log into `agent_events`, each exactly once.
+"""ClickHouse sink: every event of the log into `agent_events`, and every alert record into
+`alerts`, each exactly once.
 
 A batch is inserted atomically with a deduplication token, and offsets are committed only
 after ClickHouse accepted it. After a crash between the two, the sink resumes after the
@@ -12,8 +13,13 @@ from __future__ import annotations
 import threading
 import time
 
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from schemas.alert_codec import AlertCodec
+from schemas.codec import DecodeError
+from sinks.alerts import AlertRow, alert_row, insert_alerts, stored_alert_offsets
 from sinks.clickhouse import ClickHouseStore, EventRow, event_row
 from streams.edge import Intake, LogUnavailable, Outbox, commit, lag, serve
 from streams.kafka import consumer, make_codec, position, producer
@@ -22,8 +28,75 @@ from streams.service import ServiceContext
 from streams.settings import load_settings
 
 
+class AlertSink:
+    """`agentlog.alerts` into the `alerts` table with the events' discipline: one insert per batch
+    with a deduplication token, the commit after it, a restart resuming after what the table holds.
+    Polled between the events' batches without waiting: alerts are few."""
+
+    def __init__(self, ctx: ServiceContext, client: Client, lock: threading.Lock, intake: Intake,
+                 out: Outbox) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.lock = lock
+        self.intake = intake
+        self.out = out
+        self.topic = ctx.settings.alerts_topic
+        self.codec = AlertCodec()
+        self.source = consumer(ctx.settings, "agentlog-sink-alerts")
+        self.needs_reset = False
+
+    def on_assign(self, _c: Consumer, _parts: list[TopicPartition]) -> None:
+        self.needs_reset = True
+
+    def reset(self) -> None:
+        parts = self.source.assignment()
+        with self.lock:
+            stored = stored_alert_offsets(self.client, self.topic)
+        try:
+            committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
+        except KafkaException as exc:
+            raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
+        for tp in parts:
+            resume = max(stored.get(tp.partition, -1) + 1, committed.get(tp.partition, -1))
+            self.source.seek(TopicPartition(self.topic, tp.partition,
+                                            resume if resume > 0 else OFFSET_BEGINNING))
+        self.needs_reset = False
+
+    def step(self) -> None:
+        batch = self.source.consume(500, timeout=0)
+        if self.needs_reset:
+            self.reset()
+            return
+        rows: list[AlertRow] = []
+        ranges: dict[int, list[int]] = {}
+        for msg in batch:
+            if self.intake.consume_error(msg):
+                continue
+            partition, offset = position(msg)
+            try:
+                alert = self.codec.decode(msg.value() or b"")
+            except DecodeError as exc:
+                self.intake.park(msg, f"undecodable: {exc}")
+                continue
+            rows.append(alert_row(alert, topic=self.topic, partition=partition, offset=offset))
+            ranges.setdefault(partition, [offset, offset])[1] = offset
+        if not batch:
+            return
+        token = self.topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+        try:
+            with self.lock:
+                insert_alerts(self.client, rows, token=token)
+        except Exception as exc:  # noqa: BLE001 - the store's own errors; nothing is committed
+            self.ctx.waiting("clickhouse", exc)
+            self.needs_reset = True
+            return
+        self.out.flush(30)
+        commit(self.source)
+
+
 class Sink:
-    def __init__(self, ctx: ServiceContext, store: ClickHouseStore, lock: threading.Lock) -> None:
+    def __init__(self, ctx: ServiceContext, store: ClickHouseStore, lock: threading.Lock,
+                 alerts_client: Client | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.store = store
@@ -34,6 +107,8 @@ class Sink:
                              dead_letters=self.out)
         self.source = consumer(self.settings, "agentlog-sink")
         self.needs_reset = False
+        self.alerts = (AlertSink(ctx, alerts_client, lock, self.intake, self.out)
+                       if alerts_client is not None else None)
 
     def on_assign(self, _c: Consumer, _parts: list[TopicPartition]) -> None:
         self.needs_reset = True
@@ -57,6 +132,8 @@ class Sink:
         self.ctx.mark_ready()
 
     def step(self) -> None:
+        if self.alerts is not None:
+            self.alerts.step()
         batch = self._gather()
         if self.needs_reset:
             self.reset()
@@ -100,11 +177,20 @@ class Sink:
 
     def run(self) -> None:
         self.source.subscribe([self.topic], on_assign=self.on_assign)
+        if self.alerts is not None:
+            self.alerts.source.subscribe([self.alerts.topic], on_assign=self.alerts.on_assign)
         try:
-            serve(self.ctx, self.step, recover=lambda _exc: setattr(self, "needs_reset", True))
+            serve(self.ctx, self.step, recover=self.recover)
         finally:
             self.source.close()
+            if self.alerts is not None:
+                self.alerts.source.close()
             self.out.producer.flush(10)
+
+    def recover(self, _exc: Exception) -> None:
+        self.needs_reset = True
+        if self.alerts is not None:
+            self.alerts.needs_reset = True
 
 
 def main() -> None:
@@ -114,8 +200,11 @@ def main() -> None:
                                     password=clickhouse_password(settings))
     lock = threading.Lock()
     server = None if settings.clickhouse_url else serve_queries(store, lock, settings=settings)
+    # A client of its own for the alerts table (chDB allows several in the owning process).
+    alerts_client = clickhouse_connect.get_client(dsn=settings.clickhouse_url or f"chdb://{chdb_path(settings)}",
+                                                  password=clickhouse_password(settings) or "")
     try:
-        Sink(ctx, store, lock).run()
+        Sink(ctx, store, lock, alerts_client).run()
     finally:
         if server is not None:
             server.shutdown()

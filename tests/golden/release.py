@@ -1,8 +1,9 @@
 """Release the current schemas: `python -m tests.golden.release`.
 
-For the events and for the snapshots, when the current schema is not released yet, writes
+For the events, the snapshots, the alerts and the gate verdicts, when the current schema is not
+released yet, writes
 `schemas/history/agentlog.<Name>.v<N+1>.avsc` (the schema with every type inlined) and
-`tests/golden/<events|snapshots>-v<N+1>.avro` (one record of each type written with it), which
+`tests/golden/<events|snapshots|alerts|gates>-v<N+1>.avro` (one record of each type written with it), which
 the schema evolution tests read with every later schema. Refuses when both are released.
 """
 
@@ -18,12 +19,13 @@ from fastavro.schema import parse_schema
 
 from processors.snapshot import to_snapshot
 from processors.state import fold
+from schemas.alerts import Alert, AlertRaised, AlertResolved, GateVerdict, alert_id
 from schemas.codec import HISTORY_DIR, EventCodec, expanded_schema, schema_fingerprint
 from schemas.snapshots import Checkpoint, FinishedRunsPage, Snapshot
 from tests.factories import T0, a_run, envelope, one_of_each
 
 GOLDEN = Path(__file__).parent
-RELEASES = {"Event": "events", "Snapshot": "snapshots"}
+RELEASES = {"Event": "events", "Snapshot": "snapshots", "Alert": "alerts", "GateVerdict": "gates"}
 
 
 def golden_records(name: str) -> list[dict[str, object]]:
@@ -35,6 +37,16 @@ def golden_records(name: str) -> list[dict[str, object]]:
             record["payload"] = (f"agentlog.{type(payload).__name__}", record["payload"])
             records.append(record)
         return records
+    if name == "Alert":
+        return [_alert_record(body) for body in (
+            AlertRaised(value=42.0, threshold=30.0, baseline=10.0, runs=25),
+            AlertRaised(value=None, threshold=None, baseline=None, runs=0),
+            AlertResolved(value=8.0, resolved_window_start=T0))]
+    if name == "GateVerdict":
+        return [GateVerdict(verdict_id="v1", candidate="prompt-v2", passed=False, at=T0,
+                            failed_checks=["quality: 0.700 (>= 0.82)"], scores="scores.json").model_dump(),
+                GateVerdict(verdict_id="v2", candidate="prompt-v2", passed=True, at=T0, failed_checks=[],
+                            scores="scores.json").model_dump()]
     events = a_run()
     codec = EventCodec()
     bodies = [to_snapshot(fold(events[:7]), codec), to_snapshot(fold(events), codec),
@@ -46,6 +58,15 @@ def golden_records(name: str) -> list[dict[str, object]]:
         record["body"] = (f"agentlog.{type(body).__name__}", record["body"])
         out.append(record)
     return out
+
+
+def _alert_record(body: AlertRaised | AlertResolved) -> dict[str, object]:
+    alert = Alert(alert_id=alert_id("violation_rate", "tenant:acme", T0), rule="violation_rate",
+                  severity="page", scope="tenant:acme", window_start=T0, window_end=T0, at=T0,
+                  summary="violation rate 42 per 100 runs", body=body)
+    record = alert.model_dump()
+    record["body"] = (f"agentlog.{alert.kind}", record["body"])
+    return record
 
 
 def release(name: str) -> str | None:

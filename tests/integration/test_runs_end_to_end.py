@@ -31,8 +31,8 @@ def types(run: dict) -> list[str]:
 def test_status_reports_kafka_and_every_service(stack: Stack):
     info = stack.cli_json("status")
     assert info["kafka"]["bootstrap"] == f"127.0.0.1:{stack.settings.kafka_port}"
-    expected = {"mail", "orchestrator", "planner", "guard", "executor", "responder", "sink", "gateway",
-                "watchdog"}
+    expected = {"mail", "orchestrator", "planner", "guard", "executor", "responder", "sink", "alerting",
+                "gateway", "watchdog"}
     assert set(info["services"]) == expected
     assert all(s["alive"] and isinstance(s["pid"], int) for s in info["services"].values())
     # Alive is not all: each folding or consuming service says whether it works.

@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo, PydanticUndefined
 
+from schemas.alerts import ALERT_BODY_TYPES
 from schemas.codec import AVRO_DIR
 from schemas.events import PAYLOAD_TYPES, Event, Record, _AvroLong
 from schemas.snapshots import BODY_TYPES, Snapshot
@@ -91,7 +92,8 @@ def test_envelope_matches_avsc_and_union_order():
 
 def test_every_avsc_file_has_a_mirror():
     files = {p.name.removeprefix("agentlog.").removesuffix(".avsc") for p in AVRO_DIR.glob("*.avsc")}
-    assert files == {m.__name__ for m in _all_records()} | {"Event", "Snapshot"}
+    alerts = {*ALERT_BODY_TYPES, "Alert", "GateVerdict"}  # mirrored in schemas/alerts.py
+    assert files == {m.__name__ for m in _all_records()} | {"Event", "Snapshot"} | alerts
 
 
 def test_snapshot_envelope_matches_avsc_and_union_order():
