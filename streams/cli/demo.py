@@ -65,6 +65,7 @@ def demo(ctx: Context) -> None:
         f"see one timeline again:      .venv/bin/agentlog runs show {submitted[0][2]}",
         'ask something yourself:      .venv/bin/agentlog submit "how many customers are in Germany?" --wait',
         "every run's metrics:         .venv/bin/agentlog metrics --by tenant,route,model,day",
+        "alerts raised and resolved:  .venv/bin/agentlog alerts list",
         ('query the store:             .venv/bin/agentlog sql "SELECT event_type, count() FROM agent_events '
          'GROUP BY event_type"'),
         (f"HTTP gateway:                curl -XPOST localhost:{settings.gateway_port}/v1/runs "
