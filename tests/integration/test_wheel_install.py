@@ -188,7 +188,7 @@ def test_the_installed_wheel_decodes_data_written_with_every_released_schema(ins
     out = _py(install, _DECODE_RELEASED, *args, cwd=tmp_path)
     assert Path(out["package"]).is_relative_to(install.site_packages), out["package"]
     assert out.get("codec_error") is None, out["codec_error"]
-    assert out["history"] == sorted(RELEASED + SNAPSHOTS_RELEASED)
+    assert out["history"] == sorted(p.name for p in HISTORY.glob("*.avsc"))  # every released schema
     for name, result in out["versions"].items():
         assert result["records"] >= 20, name
         assert result["errors"] == [], (name, result["errors"])
