@@ -28,6 +28,24 @@ from streams.service import ServiceContext
 from streams.settings import load_settings
 
 
+def resume_after(source: Consumer, topic: str, parts: list[TopicPartition],
+                 stored: dict[int, int]) -> None:
+    """Seek each assigned partition to after what the table holds (`stored`, per partition), or to
+    the committed offset if that is later."""
+    try:
+        committed = {tp.partition: tp.offset for tp in source.committed(parts, timeout=10)}
+    except KafkaException as exc:
+        raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
+    for tp in parts:
+        resume = max(stored.get(tp.partition, -1) + 1, committed.get(tp.partition, -1))
+        source.seek(TopicPartition(topic, tp.partition, resume if resume > 0 else OFFSET_BEGINNING))
+
+
+def batch_token(topic: str, ranges: dict[int, list[int]]) -> str:
+    """The deduplication token of a batch: its offsets, so the same batch again inserts nothing."""
+    return topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+
+
 class AlertSink:
     """`agentlog.alerts` into the `alerts` table with the events' discipline: one insert per batch
     with a deduplication token, the commit after it, a restart resuming after what the table holds.
@@ -52,14 +70,7 @@ class AlertSink:
         parts = self.source.assignment()
         with self.lock:
             stored = stored_alert_offsets(self.client, self.topic)
-        try:
-            committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
-        except KafkaException as exc:
-            raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
-        for tp in parts:
-            resume = max(stored.get(tp.partition, -1) + 1, committed.get(tp.partition, -1))
-            self.source.seek(TopicPartition(self.topic, tp.partition,
-                                            resume if resume > 0 else OFFSET_BEGINNING))
+        resume_after(self.source, self.topic, parts, stored)
         self.needs_reset = False
 
     def step(self) -> None:
@@ -82,7 +93,7 @@ class AlertSink:
             ranges.setdefault(partition, [offset, offset])[1] = offset
         if not batch:
             return
-        token = self.topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+        token = batch_token(self.topic, ranges)
         try:
             with self.lock:
                 insert_alerts(self.client, rows, token=token)
@@ -120,14 +131,7 @@ class Sink:
             stored = self.store.stored_offsets(self.topic)
             self.store.through(self.topic)  # known from now on, for run reads
             self.store.repair_views()
-        try:
-            committed = {tp.partition: tp.offset for tp in self.source.committed(parts, timeout=10)}
-        except KafkaException as exc:
-            raise LogUnavailable(f"committed offsets not read: {exc.args[0]}") from None
-        for tp in parts:
-            resume = max(stored.get(tp.partition, -1) + 1, committed.get(tp.partition, -1))
-            self.source.seek(TopicPartition(self.topic, tp.partition,
-                                            resume if resume > 0 else OFFSET_BEGINNING))
+        resume_after(self.source, self.topic, parts, stored)
         self.needs_reset = False
         self.ctx.mark_ready()
 
@@ -150,7 +154,7 @@ class Sink:
         if not batch:
             self.ctx.progressed()
             return
-        token = self.topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+        token = batch_token(self.topic, ranges)
         try:
             with self.lock:
                 self.store.insert_events(rows, token=token)
