@@ -19,6 +19,7 @@ import queue
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -32,7 +33,7 @@ from streams.partitioning import partition_for
 from streams.query_api import QueryError, stored_run
 from streams.settings import Settings
 
-__all__ = ["RunReader", "RunView", "reader_for"]
+__all__ = ["RunReader", "RunView", "reader_for", "close_readers"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,14 @@ class RunReader:
         except queue.Empty:
             return consumer(self.settings, None, **READER_CONFIG)
 
+    def close(self) -> None:
+        """Close the pooled Kafka readers (a read after this makes new ones)."""
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
 
 def _event(row: dict[str, Any]) -> Event:
     return Event.model_validate({
@@ -149,3 +158,12 @@ def reader_for(settings: Settings, codec: EventCodec) -> RunReader:
     if reader is None or reader.settings is not settings:
         reader = _READERS[id(settings)] = RunReader(settings, codec)
     return reader
+
+
+def close_readers(home: Path) -> None:
+    """Close the readers of every settings of installation `home`, whose cluster is going away
+    (their clients would otherwise keep trying to reach it for as long as this process lives)."""
+    for key, reader in list(_READERS.items()):
+        if reader.settings.home == home:
+            reader.close()
+            del _READERS[key]

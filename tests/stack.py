@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from streams.run_reads import close_readers
 from streams.settings import Settings
 from tests.free_ports import free_ports
 
@@ -157,4 +158,5 @@ def running_stack(home: Path, *, brokers: int = 1, **extra: str) -> Iterator[Sta
         s.cli("up", timeout=300)
         yield s
     finally:
+        close_readers(s.settings.home)
         s.cli("down", check=False, timeout=120)
