@@ -139,3 +139,15 @@ def test_the_facts_of_runs_no_view_saw_are_repaired_and_a_repeat_changes_nothing
         store._client.command("OPTIMIZE TABLE run_facts FINAL")
         assert _metrics(store) == expected, "merged into one row per run, the same facts"
         assert store.query("SELECT count() FROM run_facts").rows == [[2]]
+
+
+def test_opening_a_store_that_has_its_projections_rewrites_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "clickhouse"
+    with opened(path) as store:
+        store.insert_events(_rows(a_run("run-d"), partition=1, first_offset=0), token="d")
+    for _ in range(2):  # every start of the sink, every command on a stopped stack
+        with opened(path) as store:
+            mutations = store._client.query(
+                "SELECT count() FROM system.mutations WHERE table = 'agent_events'").result_rows[0][0]
+            assert mutations == 0, "an open rebuilt agent_events' projections or index"
+            assert store.stored_offsets(TOPIC) == {1: 7}
