@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Group
+from rich.text import Text
 
 from policies.alert_rules import CostRiseRule, RulesError, ViolationRateRule, load_rules
 from schemas.alerts import FIRING_FAILS
@@ -42,11 +44,30 @@ def _alerts(ctx: Context, *, firing_only: bool, limit: int) -> list[dict[str, An
     return rows
 
 
-def _table(rows: list[dict[str, Any]], title: str) -> Any:
-    return rows_table(["severity", "state", "rule", "scope", "raised", "resolved", "summary"],
-                      [[r["severity"].upper(), "FIRING" if r["firing"] else "resolved", r["rule"], r["scope"],
-                        str(r["raised_at"])[:19], str(r["resolved_at"] or "")[:19], r["summary"]]
-                       for r in rows], title=title)
+_SEVERITY_STYLE = {"page": "bold red", "block": "bold magenta", "warn": "yellow"}
+
+
+def _when(value: Any) -> str:
+    """`MM-DD HH:MM:SS`: the year takes room and says little in a list of alerts."""
+    text = str(value or "")
+    return text[5:19] if len(text) >= 19 else text
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> Group:
+    """One alert in two lines: who, what and when, then its summary, indented. A table would
+    squeeze the summary, which is what a person reads, into a narrow column."""
+    lines: list[Text] = [Text(f"{title} (times UTC, raised → resolved)", style="bold")]
+    for r in rows:
+        head = Text("  ")
+        head.append(f"{r['severity'].upper():<5}", style=_SEVERITY_STYLE.get(r["severity"], ""))
+        head.append("  ")
+        head.append("FIRING  " if r["firing"] else "resolved", style="bold" if r["firing"] else "dim")
+        raised, resolved = _when(r["raised_at"]), _when(r["resolved_at"])
+        if resolved[:5] == raised[:5]:
+            resolved = resolved[6:]  # the same day: its time is enough
+        head.append(f"  {r['rule']} · {r['scope']} · {raised}" + (f" → {resolved}" if resolved else ""))
+        lines += [head, Text(f"         {r['summary']}", style="dim")]
+    return Group(*lines)
 
 
 @alerts.command("list")
