@@ -26,6 +26,7 @@ from processors.state import FoldError
 from schemas.codec import DecodeError, EventCodec
 from schemas.events import Event
 from streams.kafka import HeaderList, Headers, consumer, header_pairs
+from streams.metrics_export import DEAD_LETTERS, LAG, reason_class
 from streams.service import ServiceContext
 from streams.settings import Settings
 
@@ -189,6 +190,7 @@ class Intake:
             log.warning("%s: skipped %s: %s", self.service, where, reason)
             return
         log.warning("%s: dead-letter %s: %s", self.service, where, reason)
+        DEAD_LETTERS.labels(self.service, reason_class(reason)).inc()
         headers: HeaderList = [
             ("dlq.reason", reason.encode()[:4000]), ("dlq.service", self.service.encode()),
             ("dlq.topic", (msg.topic() or "").encode()),
@@ -290,9 +292,10 @@ def read_partitions(settings: Settings, topic: str, starts: Mapping[int, int], *
             reader.unassign()
 
 
-def lag(source: Consumer) -> int | None:
+def lag(source: Consumer, *, service: str | None = None) -> int | None:
     """Records in the assigned partitions past the consumer's position (from the watermarks
-    the last fetches brought: no request to the broker); None before anything is known."""
+    the last fetches brought: no request to the broker); None before anything is known.
+    service: also set its per-partition lag gauges."""
     parts = source.assignment()
     if not parts:
         return 0
@@ -303,7 +306,10 @@ def lag(source: Consumer) -> int | None:
             continue
         known = True
         # A transaction's commit marker takes an offset the consumer never sees: one is not work.
-        total += max(high - tp.offset - 1, 0)
+        behind = max(high - tp.offset - 1, 0)
+        total += behind
+        if service is not None:
+            LAG.labels(service, tp.topic, str(tp.partition)).set(behind)
     return total if known else None
 
 

@@ -24,7 +24,7 @@ import anyio
 from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,6 +49,7 @@ from streams.claims import Claims, Places
 from streams.gateway_schema import (
     EVENT_FRAME,
     MAX_BODY_BYTES,
+    PROMETHEUS_TEXT,
     READ_ERRORS,
     WRITE_ERRORS,
     Approval,
@@ -67,6 +68,8 @@ from streams.gateway_schema import (
     errors,
 )
 from streams.kafka import producer as make_producer
+from streams.metrics_export import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from streams.metrics_export import render as render_metrics
 from streams.models_config import load_models_config
 from streams.query_api import QueryError, run_query
 from streams.run_reads import RunReader
@@ -287,6 +290,10 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses=PROMETHEUS_TEXT)
+    async def metrics() -> Response:
+        return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post("/v1/runs", status_code=202, response_model=RunAccepted,
               responses=errors(400, 401, 403, 408, 409, 413, 422, 503,

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 __all__ = ["MAX_BODY_BYTES", "error_body", "Text", "FreeText", "Decision", "Cancel", "RunRequest",
            "ErrorDetail", "ErrorBody", "RunAccepted", "EventDoc", "RunView", "EVENT_FRAME",
            "CancelAccepted", "Approval", "DecisionAccepted", "errors", "READ_ERRORS", "WRITE_ERRORS",
-           "RunId", "MetricsRow", "ReplayDeltaRow"]
+           "RunId", "MetricsRow", "ReplayDeltaRow", "PROMETHEUS_TEXT"]
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -108,6 +108,11 @@ class RunView(BaseModel):
     run_id: str
     status: str
     events: list[EventDoc]
+
+
+PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {200: {
+    "description": "This process's metrics in the Prometheus text format (no key needed, like /healthz).",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
 
 EVENT_FRAME = {

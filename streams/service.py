@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from streams.metrics_export import serve_metrics
 from streams.settings import Settings
 
 __all__ = ["ServiceContext", "utcnow", "health_file", "ready_file"]
@@ -73,6 +74,7 @@ class ServiceContext:
         self.lag: int | None = None
         self.parked = 0
         self._written_at = 0.0
+        self.metrics = serve_metrics(settings, name)
 
     @property
     def ready_file(self) -> Path:
@@ -124,6 +126,8 @@ class ServiceContext:
         self.stopping = True
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.shutdown()
         self.ready_file.unlink(missing_ok=True)
         health_file(self.settings, self.name).unlink(missing_ok=True)
         self.log.info("stopped")

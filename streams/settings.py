@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     """HTTP gateway port (127.0.0.1)."""
     query_port: int = 18123
     """Port where the sink answers analytics queries for other processes (chDB is single-process)."""
+    metrics_port: int = Field(18090, ge=0, le=65_535)
+    """Base port of the services' Prometheus `/metrics`: each service serves on this plus its
+    offset (orchestrator 0, planner 1, guard 2, executor 3, responder 4, sink 5, alerting 6,
+    watchdog 7); the gateway serves `/metrics` on its own port. 0: none served."""
+    metrics_host: str = "127.0.0.1"
+    """Address the services' `/metrics` listen on (e.g. 0.0.0.0 in a container)."""
     smtp_port: int = 10025
     """Port of the local SMTP server the send_email tool relays through."""
     mail_from: str = "agent@yourcompany.com"

@@ -25,6 +25,7 @@ from schemas.events import Event, RequestRetried
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
+from streams.metrics_export import hop
 from streams.service import ServiceContext, utcnow
 
 __all__ = ["run_worker", "Handler", "Refused"]
@@ -106,7 +107,7 @@ class _Worker:
         if self.needs_reset:
             self.reset()  # the batch read before it is read again from the committed offsets
             return
-        self.ctx.lag = lag(self.source)
+        self.ctx.lag = lag(self.source, service=self.ctx.name)
         if not batch:
             self.checkpoint()  # what changed last gets its snapshot while the worker idles too
             self.ctx.progressed()
@@ -121,6 +122,7 @@ class _Worker:
                 self.intake.park(job.msg, f"handler failed: {job.result!r}")
             else:
                 for a in job.result or ():
+                    hop(self.ctx.name, job.asked.event_type, job.asked.event_time, a.event_time)
                     self.out.produce(self.settings.inbox_topic, key=a.run_id, value=self.codec.encode(a),
                                      headers=headers_for(a))
         self.out.flush(30)

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from streams.metrics_export import PORT_OFFSETS
 from streams.run_reads import close_readers
 from streams.settings import Settings
 from tests.free_ports import free_ports
@@ -145,15 +146,19 @@ def running_stack(home: Path, *, brokers: int = 1, **extra: str) -> Iterator[Sta
     # Node n listens on kafka + 2(n-1) and its controller one above: one block of ports.
     kafka = _free_run(2 * brokers, set(services))
     controller = kafka + 1
+    # Each service serves /metrics on the base port plus its offset: one block of ports too.
+    metrics = _free_run(len(PORT_OFFSETS), {*services, *range(kafka, kafka + 2 * brokers)})
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")}
     env.update({
         "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka), "AGENTLOG_BROKERS": str(brokers),
         "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
         "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
+        "AGENTLOG_METRICS_PORT": str(metrics),
         "AGENTLOG_KAFKA_HEAP": "512m", "AGENTLOG_SETTINGS_FILE": str(home / "none.env"), **extra,
     })
     s = Stack(env, Settings(home=home, kafka_port=kafka, controller_port=controller, brokers=brokers,
-                            gateway_port=gateway, query_port=query, smtp_port=smtp))
+                            gateway_port=gateway, query_port=query, smtp_port=smtp,
+                            metrics_port=metrics))
     try:
         s.cli("up", timeout=300)
         yield s

@@ -19,6 +19,7 @@ from processors.tools.registry import default_registry
 from processors.tools.sandbox import WarmSandbox
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
+from streams.metrics_export import TOOL_CALLS, TOOL_SECONDS
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
 from streams.worker import Refused, run_worker
@@ -50,6 +51,8 @@ def main() -> None:
             sandboxes.put(sandbox)
         ctx.log.info("%s %s %s: %s in %d ms", event.run_id, p.step_id, p.tool, outcome.status,
                      outcome.duration_ms)
+        TOOL_CALLS.labels(p.tool, outcome.status).inc()
+        TOOL_SECONDS.labels(p.tool).observe(outcome.duration_ms / 1000)
         yield execution_result(
             event, status=outcome.status,
             output_json=json.dumps(outcome.output, sort_keys=True) if outcome.output is not None else None,

@@ -13,6 +13,7 @@ from policies import PolicyError, PolicyReloader
 from processors.guard import decide_call
 from processors.tools.registry import default_registry
 from schemas.events import Event
+from streams.metrics_export import DECISIONS
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
 from streams.worker import run_worker
@@ -32,8 +33,10 @@ def main() -> None:
 
     def handle(event: Event, _state: object) -> Iterable[Event]:
         # The reloader logs each version change and each refused edit itself.
-        yield decide_call(event, policy=reloader.current(), now=utcnow(),
-                          approval_ttl=settings.approval_ttl)
+        decision = decide_call(event, policy=reloader.current(), now=utcnow(),
+                               approval_ttl=settings.approval_ttl)
+        DECISIONS.labels(getattr(decision.payload, "rule", None) or "none", decision.event_type).inc()
+        yield decision
 
     run_worker(ctx, handles=frozenset({"ToolProposed"}), handle=handle)
 

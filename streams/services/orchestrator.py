@@ -31,6 +31,7 @@ from schemas.events import Event
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
+from streams.metrics_export import RUNS
 from streams.orchestration import orchestrator_config
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
@@ -74,6 +75,8 @@ class Orchestrator:
                              remember_finished=True)
         self.needs_reset = False
         self.in_transaction = False
+        self.ended: list[str] = []
+        """Terminal statuses of the runs this transaction ends, counted once it commits."""
         self.in_txn_end: dict[int, int] = {}
         """Per events partition, the offset after this transaction's last event (from the
         delivery reports): once it commits, where the committed events end."""
@@ -128,6 +131,7 @@ class Orchestrator:
             return
         self.outbox.failures.clear()
         self.in_txn_end.clear()
+        self.ended.clear()
         self.out.begin_transaction()
         self.in_transaction = True
         for key, value, headers, partition in checkpoint:
@@ -144,6 +148,8 @@ class Orchestrator:
         self._txn("commit_transaction", lambda: self.out.commit_transaction(TXN_TIMEOUT_S))
         self.in_transaction = False
         self.out.poll(0)  # any delivery report the commit's flush left unserved
+        for status in self.ended:
+            RUNS.labels(status).inc()
         for p, end in self.in_txn_end.items():
             self.live.read_to[p] = max(self.live.read_to.get(p, 0), end)
         for run_id, (state, partition) in pending.items():
@@ -224,6 +230,8 @@ class Orchestrator:
         elif outcome.dropped:
             self.ctx.log.info("dropped %s for %s: %s", record.event_type, run_id, outcome.dropped)
         for event in outcome.events:
+            if event.is_terminal:
+                self.ended.append(event.event_type.removeprefix("Run").lower())
             # Same partition number as the inbox record: the run's events stay where its
             # state is rebuilt from, whatever partitioner the requester used.
             self.outbox.produce(self.settings.events_topic, key=event.run_id,
@@ -276,7 +284,7 @@ class Orchestrator:
         if self.needs_reset:
             self.reset()  # the batch read before it is read again from the committed offsets
             return
-        self.ctx.lag = lag(self.inbox)
+        self.ctx.lag = lag(self.inbox, service=self.ctx.name)
         batch = [m for m in batch if not self.intake.consume_error(m)]
         self.process(batch)
         if not batch:

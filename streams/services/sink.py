@@ -142,7 +142,7 @@ class Sink:
         if self.needs_reset:
             self.reset()
             return
-        self.ctx.lag = lag(self.source)
+        self.ctx.lag = lag(self.source, service=self.ctx.name)
         rows: list[EventRow] = []
         ranges: dict[int, list[int]] = {}
         for msg, event in self.intake.events(batch):
