@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -44,6 +45,21 @@ def resume_after(source: Consumer, topic: str, parts: list[TopicPartition],
 def batch_token(topic: str, ranges: dict[int, list[int]]) -> str:
     """The deduplication token of a batch: its offsets, so the same batch again inserts nothing."""
     return topic + ":" + ",".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(ranges.items()))
+
+
+def insert_then_commit(ctx: ServiceContext, lock: threading.Lock, source: Consumer, out: Outbox,
+                       insert: Callable[[], None]) -> bool:
+    """One batch into the store, then its dead letters delivered and its offsets committed;
+    False when the store refused it (nothing committed: the batch is read again)."""
+    try:
+        with lock:
+            insert()
+    except Exception as exc:  # noqa: BLE001 - the store's own errors; nothing is committed
+        ctx.waiting("clickhouse", exc)
+        return False
+    out.flush(30)
+    commit(source)
+    return True
 
 
 class AlertSink:
@@ -94,15 +110,9 @@ class AlertSink:
         if not batch:
             return
         token = batch_token(self.topic, ranges)
-        try:
-            with self.lock:
-                insert_alerts(self.client, rows, token=token)
-        except Exception as exc:  # noqa: BLE001 - the store's own errors; nothing is committed
-            self.ctx.waiting("clickhouse", exc)
+        if not insert_then_commit(self.ctx, self.lock, self.source, self.out,
+                                  lambda: insert_alerts(self.client, rows, token=token)):
             self.needs_reset = True
-            return
-        self.out.flush(30)
-        commit(self.source)
 
 
 class Sink:
@@ -155,15 +165,10 @@ class Sink:
             self.ctx.progressed()
             return
         token = batch_token(self.topic, ranges)
-        try:
-            with self.lock:
-                self.store.insert_events(rows, token=token)
-        except Exception as exc:  # noqa: BLE001 - the store's own errors; nothing is committed
-            self.ctx.waiting("clickhouse", exc)
+        if not insert_then_commit(self.ctx, self.lock, self.source, self.out,
+                                  lambda: self.store.insert_events(rows, token=token)):
             self.needs_reset = True
             return
-        self.out.flush(30)
-        commit(self.source)
         self.ctx.progressed()
 
     def _gather(self) -> list[Message]:
