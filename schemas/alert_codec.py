@@ -3,10 +3,8 @@ framed like events."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from schemas.alerts import ALERT_BODY_TYPES, Alert, GateVerdict
-from schemas.codec import _NS, AvroCodec, DecodeError, SchemaRegistry
+from schemas.codec import AvroCodec, DecodeError, SchemaRegistry
 
 __all__ = ["AlertCodec", "GateCodec", "ALERT_SUBJECT", "GATE_SUBJECT"]
 
@@ -21,18 +19,12 @@ class AlertCodec(AvroCodec):
         super().__init__("Alert", registry=registry, subject=subject)
 
     def encode(self, alert: Alert) -> bytes:
-        record: dict[str, Any] = alert.model_dump()
-        record["body"] = (_NS + alert.kind, record["body"])
-        return self.encode_record(record)
+        return self.encode_enveloped(alert.model_dump(), alert.kind)
 
     def decode(self, data: bytes) -> Alert:
-        record = self.read_record(data)
-        name, body = record["body"]
-        model = ALERT_BODY_TYPES.get(str(name).removeprefix(_NS))
-        if model is None:
-            raise DecodeError(f"unknown alert body {name!r}")
+        record = self.read_enveloped(data, ALERT_BODY_TYPES, what="alert")
         try:
-            return Alert.model_validate({**record, "body": model.model_validate(body)})
+            return Alert.model_validate(record)
         except ValueError as exc:
             raise DecodeError(f"alert does not validate: {exc}") from exc
 

@@ -15,12 +15,14 @@ import io
 import json
 import re
 import struct
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
 import fastavro
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from pydantic import BaseModel
 
 from schemas.events import PAYLOAD_TYPES, Event
 
@@ -127,6 +129,24 @@ class AvroCodec:
         out.write(self._header)
         fastavro.schemaless_writer(out, self._schema, record)
         return out.getvalue()
+
+    def encode_enveloped(self, record: dict[str, Any], body_type: str) -> bytes:
+        """A record whose `body` is a union of records: the branch named by `body_type`."""
+        return self.encode_record({**record, "body": (_NS + body_type, record["body"])})
+
+    def read_enveloped(self, data: bytes, bodies: Mapping[str, type[BaseModel]], *,
+                       what: str) -> dict[str, Any]:
+        """The record with its union `body` validated as the branch it names; DecodeError for an
+        unknown branch or a body that does not validate."""
+        record = self.read_record(data)
+        name, body = record["body"]
+        model = bodies.get(str(name).removeprefix(_NS))
+        if model is None:
+            raise DecodeError(f"unknown {what} body {name!r}")
+        try:
+            return {**record, "body": model.model_validate(body)}
+        except ValueError as exc:
+            raise DecodeError(f"{what} does not validate: {exc}") from exc
 
     def read_record(self, data: bytes) -> dict[str, Any]:
         """The Avro record as a dict, unions as (record name, value)."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from schemas.codec import _NS, AvroCodec, DecodeError, SchemaRegistry
+from schemas.codec import AvroCodec, DecodeError, SchemaRegistry
 from schemas.snapshots import BODY_TYPES, Snapshot
 
 __all__ = ["SnapshotCodec", "SNAPSHOT_SUBJECT"]
@@ -19,17 +17,11 @@ class SnapshotCodec(AvroCodec):
         super().__init__("Snapshot", registry=registry, subject=subject)
 
     def encode(self, snapshot: Snapshot) -> bytes:
-        record: dict[str, Any] = snapshot.model_dump()
-        record["body"] = (_NS + type(snapshot.body).__name__, record["body"])
-        return self.encode_record(record)
+        return self.encode_enveloped(snapshot.model_dump(), type(snapshot.body).__name__)
 
     def decode(self, data: bytes) -> Snapshot:
-        record = self.read_record(data)
-        name, body = record["body"]
-        model = BODY_TYPES.get(str(name).removeprefix(_NS))
-        if model is None:
-            raise DecodeError(f"unknown snapshot body {name!r}")
+        record = self.read_enveloped(data, BODY_TYPES, what="snapshot")
         try:
-            return Snapshot.model_validate({**record, "body": model.model_validate(body)})
+            return Snapshot.model_validate(record)
         except ValueError as exc:
             raise DecodeError(f"snapshot does not validate: {exc}") from exc
