@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo lint test test-unit crash down clean
+.PHONY: demo lint test test-unit crash down clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint infra/kafka/libs/.fetched
+# The console's browser tests drive Debian's chromium (installed once, with apt).
+browser:
+	sh infra/install-browser.sh
+
+test: lint infra/kafka/libs/.fetched browser
 	$(VENV)/bin/pytest -q
 
 crash: $(STAMP) infra/kafka/libs/.fetched

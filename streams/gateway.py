@@ -46,6 +46,7 @@ from sinks.metrics import metrics_query, parse_keys, parse_time, replay_delta_qu
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.claims import Claims, Places
+from streams.console.api import add_console
 from streams.gateway_schema import (
     EVENT_FRAME,
     MAX_BODY_BYTES,
@@ -72,6 +73,7 @@ from streams.metrics_export import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from streams.metrics_export import render as render_metrics
 from streams.models_config import load_models_config
 from streams.query_api import QueryError, run_query
+from streams.render import event_summary
 from streams.run_reads import RunReader
 from streams.run_reads import RunView as ReadView
 from streams.runs import (
@@ -139,6 +141,11 @@ class _EventStream(StreamingResponse):
 def _frame(kind: str, data: Any, *, seq: int | None = None) -> str:
     head = f"id: {seq}\n" if seq is not None else ""
     return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+def _doc(event: Event) -> dict[str, Any]:
+    """An event as the API shows it: as a dataset holds it, with the line `runs show` prints."""
+    return {**event_doc(event), "summary": event_summary(event)}
 
 
 def _already_decided(run_id: str, events: list[Event]) -> str | None:
@@ -265,7 +272,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             for event in events:
                 state = evolve(state, event)
                 sent = event.seq
-                yield _frame(event.event_type, event_doc(event), seq=event.seq)
+                yield _frame(event.event_type, _doc(event), seq=event.seq)
                 if state.terminal:
                     yield _frame("end", {"status": state.status})
                     return
@@ -286,6 +293,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                 yield _frame("error", error_body(status, f"the run cannot be read now: {exc}"))
                 return
         yield _frame("end", {"status": state.status if state else "unknown"})
+
+    add_console(app, settings, caller=caller, needs=needs)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -333,7 +342,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     def get_run(run_id: RunId, key: Annotated[ApiKey, needs("read")]) -> RunView:
         events = own_run(run_id, key)
         return RunView(run_id=run_id, status=run_status(events),
-                       events=[EventDoc.model_validate(event_doc(e)) for e in events])
+                       events=[EventDoc.model_validate(_doc(e)) for e in events])
 
     @app.get("/v1/runs/{run_id}/events", response_class=_EventStream, status_code=200,
              responses={200: {"description": "Server-sent events: the run's events, then `end`.",
