@@ -374,20 +374,30 @@ function runView(runId) {
     return true;
   }
 
+  // How long the run took, or has been going: a live run's clock runs between its events.
+  const elapsed = h("span");
+  function tick() {
+    const first = events[0];
+    const end = events.find((e) => TERMINAL.has(e.event_type));
+    const to = end ? new Date(end.event_time).getTime() : Date.now();
+    elapsed.textContent = first ? ms(Math.max(0, to - new Date(first.event_time).getTime())) : "–";
+  }
+  const clock = setInterval(tick, 1000);
+  cleanup.push(() => clearInterval(clock));
+
   function summarize(status) {
+    tick();
     statusSlot.replaceChildren(badge(status));
     const started = events.find((e) => e.event_type === "RunStarted");
     if (started) request.replaceChildren("“", started.payload.text, "”");
-    const last = events[events.length - 1];
     const end = events.find((e) => TERMINAL.has(e.event_type));
     const first = events[0];
-    const elapsed = last && first ? new Date((end || last).event_time) - new Date(first.event_time) : null;
     const calls = events.filter((e) => e.event_type === "ToolExecuted").length;
     const fact = (label, value) => h("div", {}, h("dt", {}, label), h("dd", {}, value));
     facts.replaceChildren(
       fact("route", started ? started.payload.route : "–"),
       fact("started", first ? when(first.event_time) : "–"),
-      fact(end ? "duration" : "so far", ms(elapsed)),
+      fact(end ? "duration" : "so far", elapsed),
       fact("tool calls", String(calls)),
       fact("cost", end ? usd(end.payload.cost_usd) : "when it ends"),
       fact("events", String(events.length)));
@@ -781,8 +791,10 @@ function barChart(chart, days, series, value) {
       rect.append(s("title", {}, `${sr.name} · ${d}: ${fmt(chart, v)}${runs}`));
       svg.append(rect);
       if (labelled) {
-        svg.append(s("text", { x: x + bar / 2, y: (v < 0 ? y(v) + 12 : y(v) - 4), "text-anchor": "middle",
-                               class: "value" }, fmt(chart, v)));
+        const w = chart.whisker ? value(r, chart.whisker) : null;
+        const at = v < 0 ? y(v) + 12 : y(Math.max(v, w ?? v)) - 4;
+        svg.append(s("text", { x: x + bar / 2, y: at, "text-anchor": "middle", class: "value" },
+                     w === null ? fmt(chart, v) : `${fmt(chart, v)} · p95 ${fmt(chart, w)}`));
       }
       const w = chart.whisker ? value(r, chart.whisker) : null;
       if (w !== null) {
