@@ -345,9 +345,7 @@ function runView(runId) {
   const reply = h("section", { class: "panel", hidden: true, "aria-labelledby": "answer-title" });
   const rows = h("tbody");
   const note = h("div", { "aria-live": "polite" });
-  main.replaceChildren(
-    h("p", {}, h("a", { href: "#/runs" }, "← All runs")),
-    title, h("p", {}, statusSlot, liveSlot), request, facts, parked, note, reply, plan,
+  const timeline = h("section", { "aria-labelledby": "timeline-title" },
     h("h2", { id: "timeline-title" }, "Timeline"),
     h("div", { class: "table-wrap" }, h("table", { class: "timeline", "aria-labelledby": "timeline-title" },
       h("thead", {}, h("tr", {},
@@ -355,6 +353,10 @@ function runView(runId) {
         h("th", { scope: "col", class: "hide-narrow" }, "actor"), h("th", { scope: "col" }, "event"),
         h("th", { scope: "col" }, "what happened"))),
       rows)));
+  main.replaceChildren(
+    h("p", {}, h("a", { href: "#/runs" }, "← All runs")),
+    title, h("p", {}, statusSlot, liveSlot), request, facts, parked, note, reply, plan,
+    timeline);
 
   const controller = new AbortController();
   let stopped = false;
@@ -469,6 +471,7 @@ function runView(runId) {
         if (err.name === "AbortError" || stopped) return;
         if (err.status === 404 || err.status === 401 || err.status === 403) {
           liveSlot.hidden = true;
+          if (!events.length) timeline.hidden = true;
           note.replaceChildren(failure(err, "This run cannot be shown"));
           return;
         }
@@ -617,7 +620,7 @@ function approvalCard(item, mayDecide) {
         method: "POST", body: { approver: identity(), reason: reason.value.trim() } });
       card.classList.add("done");
       reason.disabled = true;
-      refreshPending();
+      setTimeout(refreshPending, 1500);  // once the orchestrator has appended the decision
       outcome.replaceChildren(h("p", { class: "message ok", role: "status" },
         `${done.decision === "approved" ? "Approved" : "Rejected"}: step ${done.step_id} of this run, as ${identity()}. `,
         h("a", { href: `#/run/${encodeURIComponent(item.run_id)}` }, "Follow the run")));
