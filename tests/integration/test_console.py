@@ -358,3 +358,22 @@ def test_the_runs_api_pages_newest_first_filters_and_keeps_to_the_tenant(
     seen = {a["alert_id"]: a for a in api.get("/v1/alerts").json()}
     assert alerts["mine"] in seen and alerts["route"] not in seen and seen[alerts["mine"]]["firing"] is True
     assert outsider.get("/v1/whoami").json()["tenant_id"] == "console-b"
+
+
+def test_a_store_or_gateway_that_does_not_answer_is_a_message_not_a_blank_page(
+        console: Console, keys: dict[str, dict[str, Any]], shots: Path):
+    console.sign_in(keys["reviewer"]["secret"])
+    page = console.page
+    down = {"error": {"status": 503, "message": "the analytics store is not reachable: connection refused"}}
+    page.route("**/v1/runs?*",
+               lambda route: route.fulfill(status=503, json=down, headers={"Retry-After": "5"}))
+    page.goto(f"{console.base}/#/runs?q=anything")
+    expect(page.locator("main")).to_contain_text(
+        "Runs not listed: The event log or the analytics store does not answer: the analytics store is not "
+        "reachable: connection refused. Try again shortly.")
+    page.route("**/v1/approvals", lambda route: route.abort("connectionrefused"))
+    page.goto(f"{console.base}/#/approvals")
+    expect(page.locator("main")).to_contain_text(
+        "The approval queue cannot be read: The gateway does not answer (is agentlog up?).")
+    console.shot(shots, "10-gateway-not-answering")
+    assert all("503" in e or "ERR_CONNECTION_REFUSED" in e for e in console.errors), console.errors
