@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from processors.replay.dataset import event_doc
@@ -179,7 +180,12 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         message = str(exc.detail)
         if message in (s.phrase for s in HTTPStatus):  # the router's own 404 and 405
             message = f"{message}: {request.method} {request.url.path}"
-        return _error(exc.status_code, message, exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # the router names the methods of the first route of the path only
+            allowed = {m for r in app.routes if isinstance(r, Route) and r.methods
+                       and r.matches(request.scope)[0] is Match.PARTIAL for m in r.methods}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return _error(exc.status_code, message, headers)
 
     @app.exception_handler(LogUnavailable)
     @app.exception_handler(KafkaException)

@@ -327,6 +327,9 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy_and_no_secret(ba
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
     missing = httpx.get(f"{base}/console/api.py")
     assert missing.status_code == 404 and set(missing.json()) == {"error"}
+    # /v1/runs is two routes now (the list and the submission): a 405 names both methods.
+    wrong = httpx.delete(f"{base}/v1/runs")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
 
 
 def test_the_runs_api_pages_newest_first_filters_and_keeps_to_the_tenant(
