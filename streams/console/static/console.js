@@ -261,7 +261,7 @@ function runsView(params) {
     ...Object.keys(STATUS_LABEL).filter((k) => k !== "unknown")
       .map((k) => h("option", { value: k, selected: filters.status === k }, STATUS_LABEL[k])));
   const routeInput = h("input", { id: "f-route", name: "route", value: filters.route, size: 12, placeholder: "any" });
-  const text = h("input", { id: "f-q", name: "q", type: "search", value: filters.q, size: 24,
+  const text = h("input", { id: "f-q", name: "q", type: "search", value: filters.q, size: 34,
                             placeholder: "words of the request, or a run id" });
   const form = h("form", { class: "filters", role: "search", onsubmit: (event) => {
       event.preventDefault();
