@@ -24,6 +24,7 @@ from schemas.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunStarted,
     StepTimedOut,
     ToolApproved,
     ToolExecuted,
@@ -31,7 +32,7 @@ from schemas.events import (
 )
 
 __all__ = ["SpanSpec", "Attributes", "answer_span", "log_span", "parse_traceparent", "new_traceparent",
-           "AGENT_NAME"]
+           "trace_id_of", "AGENT_NAME"]
 
 AGENT_NAME = "agentlog"
 
@@ -71,6 +72,13 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
 def new_traceparent() -> str:
     """A fresh W3C trace context for a run's root span (random trace and span ids, sampled)."""
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_id_of(events: list[Event]) -> str | None:
+    """The trace id of the run whose events begin with `events[0]` (None if none was recorded)."""
+    first = events[0].payload if events else None
+    ids = parse_traceparent(first.traceparent) if isinstance(first, RunStarted) else None
+    return ids[0] if ids else None
 
 
 def _run_attributes(run_id: str, tenant_id: str) -> Attributes:
