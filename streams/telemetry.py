@@ -32,7 +32,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from processors.spans import SpanSpec, parse_traceparent
 
-__all__ = ["configure", "enabled", "emit", "shutdown", "tool_io_opted_in", "TOOL_IO_ENV"]
+__all__ = ["configure", "enabled", "emit", "shutdown", "tool_io_opted_in", "trace_destination", "TOOL_IO_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +65,12 @@ def _truthy(name: str) -> bool:
 
 
 def _exporter_from_env() -> SpanExporter | None:
-    if _truthy("OTEL_SDK_DISABLED"):
+    where = trace_destination()
+    if where is None:
         return None
-    named = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    if named == "none" or (not named and not endpoint):
-        return None
-    if named == "console":
+    if where == "console":
         return ConsoleSpanExporter()
+    named = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if named not in ("", "otlp"):
         log.warning("OTEL_TRACES_EXPORTER=%s is not otlp, console or none: no spans", named)
         return None
@@ -104,6 +101,19 @@ def configure(service: str, *, exporter: SpanExporter | None = None) -> bool:
     _provider, _tracer = provider, provider.get_tracer("agentlog")
     log.info("spans go to %s as %s", type(exporter).__name__, name)
     return True
+
+
+def trace_destination() -> str | None:
+    """Where this environment sends spans (an endpoint, or "console"), or None if nowhere."""
+    named = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if _truthy("OTEL_SDK_DISABLED") or named == "none":
+        return None
+    if named == "console":
+        return "console"
+    endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # Naming the exporter alone sends to the exporter's default endpoint (localhost).
+    return endpoint or (f"the {named} exporter's default endpoint" if named else None)
 
 
 def enabled() -> bool:
