@@ -11,6 +11,7 @@ do not name is `agentlog.*`.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from schemas.events import (
 )
 
 __all__ = ["SpanSpec", "Attributes", "answer_span", "log_span", "parse_traceparent", "new_traceparent",
-           "trace_id_of", "AGENT_NAME"]
+           "trace_id_of", "grader_span", "log_spans", "AGENT_NAME"]
 
 AGENT_NAME = "agentlog"
 
@@ -146,6 +147,32 @@ def answer_span(asked: Event, answer: Event, *, started: datetime, ended: dateti
             span.attributes["gen_ai.tool.call.arguments"] = arguments
         return span
     return None
+
+
+def log_spans(before: RunState | None, appended: Sequence[Event], after: RunState | None) -> list[SpanSpec]:
+    """The spans closed by the events one inbox record appended (`appended`, which turned the run
+    from `before` into `after`), without folding them one by one: what closes a wait is always the
+    record's own event, the first; the terminal event, if any, is the last, and the run's state
+    after it still holds what its root span needs."""
+    if not appended:
+        return []
+    spans = [span] if (span := log_span(before, appended[0])) is not None else []
+    if len(appended) > 1 and appended[-1].is_terminal and (root := log_span(after, appended[-1])) is not None:
+        spans.append(root)
+    return spans
+
+
+def grader_span(*, provider: str, model: str, started: datetime, ended: datetime,
+                input_tokens: int | None, output_tokens: int | None, score: float | None,
+                error_type: str | None) -> SpanSpec:
+    """The span of one model grader call (`agentlog score --grader`), with the grade it gave."""
+    attributes: Attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
+                              "gen_ai.request.model": model, "gen_ai.evaluation.name": "model_grader"}
+    if input_tokens is not None and output_tokens is not None:
+        attributes |= {"gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens}
+    if score is not None:
+        attributes["gen_ai.evaluation.score.value"] = score
+    return SpanSpec(f"chat {model}", started, ended, attributes, kind="client", error_type=error_type)
 
 
 def log_span(before: RunState | None, event: Event) -> SpanSpec | None:

@@ -25,8 +25,8 @@ from typing import NoReturn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.orchestrator import due_timers, handle
-from processors.spans import SpanSpec, log_span, new_traceparent
-from processors.state import RunState, evolve
+from processors.spans import SpanSpec, log_spans, new_traceparent
+from processors.state import RunState
 from schemas.codec import EventCodec
 from schemas.events import Event, RunRequested
 from streams import telemetry
@@ -241,7 +241,8 @@ class Orchestrator:
         elif outcome.dropped:
             self.ctx.log.info("dropped %s for %s: %s", record.event_type, run_id, outcome.dropped)
         trace = outcome.state.traceparent if outcome.state is not None else None
-        before = state
+        if telemetry.enabled():
+            self.spans.extend((span, trace) for span in log_spans(state, outcome.events, outcome.state))
         for event in outcome.events:
             if event.is_terminal:
                 self.ended.append(event.event_type.removeprefix("Run").lower())
@@ -250,10 +251,6 @@ class Orchestrator:
             self.outbox.produce(self.settings.events_topic, key=event.run_id,
                                 value=self.codec.encode(event), partition=partition,
                                 headers=headers_for(event, traceparent=trace))
-            if telemetry.enabled():
-                if (span := log_span(before, event)) is not None:
-                    self.spans.append((span, trace))
-                before = evolve(before, event)
         if outcome.state is not None and outcome.events:
             pending[run_id] = (outcome.state, partition)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from processors.replay.model_grader import OpenAICompatibleGrader
 from processors.results import answer
 from processors.snapshot import from_snapshot, to_snapshot
-from processors.spans import SpanSpec, answer_span, log_span, new_traceparent, parse_traceparent
+from processors.spans import SpanSpec, answer_span, log_span, log_spans, new_traceparent, parse_traceparent
 from processors.state import evolve
 from schemas.codec import EventCodec
 from schemas.events import (
@@ -26,28 +28,46 @@ from schemas.events import (
     ToolRejected,
 )
 from streams import telemetry
+from streams.cli.replay import _TracedGrader
 from tests.factories import CALL, T0, envelope
 from tests.harness import RUN, Run, approve, executed, plan
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def _requested(r: Run, text: str = "email the report to bob@gmail.com") -> None:
+def _requested(r: _Traced, text: str = "email the report to bob@gmail.com") -> None:
     r.send(envelope(RunRequested(text=text, idempotency_key="k1", traceparent=TRACE), run_id=RUN, seq=0,
                     actor="gateway", event_id="req-k1"))
 
 
-def _log_spans(log: list[Event]) -> list[SpanSpec]:
+class _Traced(Run):
+    """The harness, closing spans as the orchestrator service does: per inbox record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed: list[SpanSpec] = []
+
+    def send(self, record: Event):
+        before = self.state
+        outcome = super().send(record)
+        self.closed += log_spans(before, outcome.events, outcome.state)
+        return outcome
+
+
+def _log_spans(r: _Traced) -> list[SpanSpec]:
+    """The spans the run's log closes, and a check that the service's way finds the same: folding
+    event by event."""
     spans, state = [], None
-    for event in log:
+    for event in r.log:
         if (span := log_span(state, event)) is not None:
             spans.append(span)
         state = evolve(state, event)
+    assert r.closed == spans
     return spans
 
 
-def _parked_run() -> Run:
-    r = Run()
+def _parked_run() -> _Traced:
+    r = _Traced()
     _requested(r)
     r.reply("RunStarted", plan(("send_email", {"to": "bob@gmail.com", "subject": "r", "body": "b"})))
     r.reply("ToolProposed", ApprovalRequested(
@@ -65,7 +85,7 @@ def test_the_trace_context_of_the_request_is_the_runs_and_survives_a_snapshot() 
 
 
 def test_a_completed_run_closes_its_root_span_with_what_it_cost() -> None:
-    r = Run()
+    r = _Traced()
     _requested(r, "find the refund policy")
     r.reply("RunStarted", plan(("search_docs", {"query": "refund"})))
     r.reply("ToolProposed", approve("s1", "search_docs", '{"query": "refund"}'))
@@ -73,7 +93,7 @@ def test_a_completed_run_closes_its_root_span_with_what_it_cost() -> None:
     r.reply("ResponseRequested", ResponseDrafted(text="30 days.", model_call=CALL))
     r.reply("ResponseDrafted", ResponseFinalized(text="30 days."))
     assert r.types()[-1] == "RunCompleted"
-    spans = _log_spans(r.log)
+    spans = _log_spans(r)
     assert [s.name for s in spans] == ["invoke_agent agentlog"]
     root = spans[0]
     assert root.root and root.error_type is None
@@ -93,7 +113,7 @@ def test_a_persons_wait_is_a_span_from_parking_to_the_decision() -> None:
     r.clock += timedelta(minutes=3)
     r.send(envelope(ApprovalGranted(step_id="s1", approver="ana", reason="ok"), run_id=RUN, seq=0,
                     actor="human:ana", event_id="h1"))
-    wait = next(s for s in _log_spans(r.log) if s.name.startswith("await_approval"))
+    wait = next(s for s in _log_spans(r) if s.name.startswith("await_approval"))
     assert wait.name == "await_approval send_email"
     assert wait.start == parked_at and wait.end - wait.start >= timedelta(minutes=3)
     assert wait.attributes["agentlog.approval.decision"] == "granted"
@@ -104,16 +124,16 @@ def test_a_persons_wait_is_a_span_from_parking_to_the_decision() -> None:
 def test_an_expired_approval_and_a_timed_out_run_carry_error_type() -> None:
     r = _parked_run()
     r.fire_timers(after_s=86_400 + 1)
-    names = {s.name: s for s in _log_spans(r.log)}
+    names = {s.name: s for s in _log_spans(r)}
     assert names["await_approval send_email"].error_type == "timeout"
     assert names["await_approval send_email"].attributes["agentlog.approval.decision"] == "expired"
 
-    slow = Run()
+    slow = _Traced()
     _requested(slow, "find the refund policy")
     slow.fire_timers(after_s=3_600)  # the planner never answers
     slow.fire_timers(after_s=3_600)
     slow.fire_timers(after_s=3_600)
-    spans = {s.name: s for s in _log_spans(slow.log)}
+    spans = {s.name: s for s in _log_spans(slow)}
     assert spans["await RunStarted"].error_type == "timeout"
     assert slow.state.terminal and spans["invoke_agent agentlog"].error_type == "timeout"
 
@@ -180,7 +200,7 @@ def test_spans_share_the_recorded_trace_and_hang_under_the_root(exported: InMemo
     r.reply("ToolApproved", executed("send_email", {"sent": True}))
     r.reply("ResponseRequested", ResponseDrafted(text="sent.", model_call=CALL))
     r.reply("ResponseDrafted", ResponseFinalized(text="sent."))
-    for span in _log_spans(r.log):
+    for span in _log_spans(r):
         telemetry.emit(span, TRACE)
     tool = answer_span(r.last("ToolApproved"), r.last("ToolExecuted"), started=T0, ended=T0 + timedelta(1))
     telemetry.emit(tool, TRACE)
@@ -229,3 +249,21 @@ def test_a_run_recorded_without_a_trace_gets_no_root_but_keeps_its_other_spans(
     telemetry.emit(SpanSpec("execute_tool x", T0, T0), state.traceparent)
     telemetry.shutdown()
     assert [s.name for s in exported.get_finished_spans()] == ["execute_tool x"]
+
+
+def test_a_model_grader_call_is_a_chat_span_with_its_grade(exported: InMemorySpanExporter) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        graded = '{"score": 0.75, "reason": "ok"}'
+        return httpx.Response(200, json={"choices": [{"message": {"content": graded}}],
+                                         "usage": {"prompt_tokens": 50, "completion_tokens": 9}})
+
+    grader = _TracedGrader(OpenAICompatibleGrader(base_url="http://grader.test/v1", model="judge",
+                                                  transport=httpx.MockTransport(reply)), "local")
+    assert grader.grade(request="refunds?", answer="30 days", reference=None, criteria=["found"]) == 0.75
+    grader.close()
+    (span,) = exported.get_finished_spans()
+    assert span.name == "chat judge" and span.kind == SpanKind.CLIENT
+    assert span.attributes["gen_ai.provider.name"] == "local"
+    assert span.attributes["gen_ai.usage.input_tokens"] == 50
+    assert span.attributes["gen_ai.usage.output_tokens"] == 9
+    assert span.attributes["gen_ai.evaluation.score.value"] == 0.75
