@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo lint test test-unit crash down clean
+.PHONY: demo lint test test-unit crash down clean sandbox
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,17 +16,21 @@ infra/kafka/libs/.fetched: infra/kafka/pom.xml
 	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/infra/kafka/libs
 	touch $@
 
-demo: $(STAMP) infra/kafka/libs/.fetched
+# bubblewrap, which the executor's enforced sandbox runs every tool call in (apt-get; idempotent).
+sandbox:
+	sh infra/install_sandbox.sh
+
+demo: $(STAMP) infra/kafka/libs/.fetched sandbox
 	$(VENV)/bin/agentlog demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint infra/kafka/libs/.fetched
+test: lint infra/kafka/libs/.fetched sandbox
 	$(VENV)/bin/pytest -q
 
-crash: $(STAMP) infra/kafka/libs/.fetched
+crash: $(STAMP) infra/kafka/libs/.fetched sandbox
 	$(VENV)/bin/pytest -q -m crash
 
 test-unit: $(STAMP)
