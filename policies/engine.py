@@ -27,13 +27,16 @@ from sqlglot import exp
 from policies.strict_yaml import load_strict
 
 __all__ = [
-    "METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule", "ToolCatalog",
+    "METRICS", "TOOL_USAGE_METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule", "ToolCatalog",
     "ToolContract", "load_policy", "parse_policy",
 ]
 
 Action = Literal["allow", "deny", "require_human_approval"]
 _RANK: dict[str, int] = {"allow": 0, "require_human_approval": 1, "deny": 2}
-METRICS = ("tickets_created", "emails_sent", "tool_calls", "cost_usd")
+METRICS = ("tickets_created", "emails_sent", "tool_calls", "cost_usd", "tool_run_calls", "tool_tenant_calls")
+# The last two count calls of the proposed tool itself (in this run; by this tenant today): the
+# guard supplies them for tools with call budgets and for policies that name them.
+TOOL_USAGE_METRICS = ("tool_run_calls", "tool_tenant_calls")
 # The counter each tool bumps when it runs; mirrors how the orchestrator folds RunMetrics.
 _COUNTED_BY_TOOL = {"create_ticket": "tickets_created", "send_email": "emails_sent"}
 _COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
@@ -201,7 +204,7 @@ class Policy:
         *,
         tool: str,
         input: Mapping[str, Any],
-        run_metrics: Mapping[str, float],
+        run_metrics: Mapping[str, float | None],
         tenant_id: str = "",
         route: str = "",
         registry: ToolCatalog | None = None,
@@ -234,16 +237,22 @@ class Policy:
             reason += f" (also matched: {', '.join(others)})"
         return Decision(rule.action, rule.name, reason, self.version)
 
+    def counts_tool_usage(self, tool: str) -> bool:
+        """Whether a rule that may apply to `tool` compares its calls (`tool_run_calls`, …)."""
+        rules = self._rules_for_tool.get(tool, self._rules_for_any_tool)
+        return any(op.startswith(TOOL_USAGE_METRICS) for r in rules for op, _ in r.conditions)
+
     def _deny(self, reason: str) -> Decision:
         return Decision("deny", None, reason, self.version)
 
 
 def _after_call(
-    metrics: Mapping[str, float], tool: str, spec: ToolContract | None
+    metrics: Mapping[str, float | None], tool: str, spec: ToolContract | None
 ) -> dict[str, float | None]:
     # Rules read the counters as they would stand if this call ran, so
     # `tickets_created_gt: 3` caps a run at three tickets rather than four.
-    bump = {"tool_calls": 1.0, "cost_usd": spec.cost_usd if spec is not None else 0.0}
+    bump = {"tool_calls": 1.0, "cost_usd": spec.cost_usd if spec is not None else 0.0,
+            "tool_run_calls": 1.0, "tool_tenant_calls": 1.0}
     if tool in _COUNTED_BY_TOOL:
         bump[_COUNTED_BY_TOOL[tool]] = 1.0
     out: dict[str, float | None] = {}

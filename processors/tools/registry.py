@@ -43,6 +43,11 @@ class ToolSpec:
     """Processes and threads one call may run at once."""
     max_file_mb: int = 64
     """Largest file one call may write."""
+    run_call_budget: int | None = None
+    """Calls one run may make of this tool; None: no limit. An exhausted budget is a refusal
+    (rule `tool_call_budget`), which the run sees as an observation."""
+    tenant_call_budget: int | None = None
+    """Calls one tenant may make of this tool per UTC day; None: no limit."""
     fresh_process: bool | None = None
     """Fork each call a fresh process inside the sandbox (hard per-call CPU limit; nothing of a
     call outlives it), ~3 ms a call; None: yes for entry points, no for the built-in backends,

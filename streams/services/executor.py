@@ -16,20 +16,20 @@ from collections.abc import Iterable
 
 from processors.executor import execution_result, refusal
 from processors.state import RunState
-from processors.tools.registry import default_registry
 from processors.tools.sandbox_pool import SandboxPool
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
 from streams.metrics_export import TOOL_CALLS, TOOL_SECONDS
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
+from streams.tools_config import tool_registry
 from streams.worker import Refused, run_worker
 
 
 def main() -> None:
     settings = load_settings()
     ctx = ServiceContext("executor", settings)
-    registry = default_registry()
+    registry = tool_registry(settings)
     cfg = backend_config(settings)
     # The state directory holds the installation's keys and tokens: no tool sees it.
     sandboxes = SandboxPool(mode=settings.sandbox, size=settings.worker_concurrency,
