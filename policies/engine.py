@@ -134,6 +134,8 @@ class Rule:
     """What a match asks for."""
     tools: frozenset[str] | None = None
     """Tool names the rule is about; None for every tool."""
+    tool_prefixes: tuple[str, ...] | None = None
+    """Name prefixes the tool must have (`mcp:docs.` for one MCP server's tools); None: any."""
     tenants: frozenset[str] | None = None
     """Tenants the rule is about; None for every tenant."""
     routes: frozenset[str] | None = None
@@ -144,6 +146,7 @@ class Rule:
     def match(self, call: _Call) -> str | None:
         """What matched, or None when the rule does not apply to `call`."""
         if ((self.tools is not None and call.tool not in self.tools)
+                or (self.tool_prefixes is not None and not call.tool.startswith(self.tool_prefixes))
                 or (self.tenants is not None and call.tenant not in self.tenants)
                 or (self.routes is not None and call.route not in self.routes)):
             return None
@@ -466,7 +469,7 @@ def _require(value: object, kind: type[Any], wanted: str) -> Any:
 
 _TOP_KEYS = {"version", "default", "rules", "description"}
 _RULE_KEYS = {"name", "when", "action", "description"}
-_WHEN_KEYS = {"tool", "tenant", "route", "input", "run_metrics"}
+_WHEN_KEYS = {"tool", "tool_prefix", "tenant", "route", "input", "run_metrics"}
 
 
 def load_policy(path: str | PathLike[str], *, registry: ToolCatalog | None = None) -> Policy:
@@ -545,7 +548,9 @@ def _parse_rule(raw: object, registry: ToolCatalog | None) -> Rule:
     metric_tests = _require(when.get("run_metrics", {}), dict, "'run_metrics' to be a mapping")
     for key, arg in metric_tests.items():
         conditions.append((str(key), _metric_test(str(key), arg)))
+    prefixes = _names(when, "tool_prefix")
     return Rule(name=name, action=cast(Action, action), tools=tools, tenants=_names(when, "tenant"),
+                tool_prefixes=tuple(sorted(prefixes)) if prefixes is not None else None,
                 routes=_names(when, "route"), conditions=tuple(conditions))
 
 

@@ -48,6 +48,8 @@ class SandboxProfile:
     """File descriptors per process."""
     tmp_mb: int = 64
     """Size of the box's own temporary directory."""
+    preload: tuple[str, ...] = ()
+    """Modules the child imports once at start, so its forked calls need not (the MCP client)."""
 
 
 def bwrap_path() -> str:

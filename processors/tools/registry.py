@@ -48,6 +48,13 @@ class ToolSpec:
     (rule `tool_call_budget`), which the run sees as an observation."""
     tenant_call_budget: int | None = None
     """Calls one tenant may make of this tool per UTC day; None: no limit."""
+    mcp_server: Mapping[str, Any] | None = None
+    """For a tool of an MCP server: the server (name, `command` for stdio or `url` for streamable
+    HTTP, `timeout_s`), whose tool `mcp_tool` a call runs."""
+    mcp_tool: str | None = None
+    """The tool's own name on its MCP server (the registered name is `mcp:<server>.<tool>`)."""
+    annotations: Mapping[str, Any] | None = None
+    """What the MCP server says of the tool (read-only, destructive…): recorded, never trusted."""
     fresh_process: bool | None = None
     """Fork each call a fresh process inside the sandbox (hard per-call CPU limit; nothing of a
     call outlives it), ~3 ms a call; None: yes for entry points, no for the built-in backends,

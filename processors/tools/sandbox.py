@@ -144,11 +144,12 @@ class WarmSandbox:
 
     def run(self, *, tool: str, input: dict[str, Any], cfg: BackendConfig, idempotency_key: str,
             timeout_s: float, cpu_s: float | None = None, entrypoint: str | None = None,
-            fork: bool | None = None) -> ToolOutcome:
+            fork: bool | None = None, mcp: dict[str, Any] | None = None) -> ToolOutcome:
         """Like `run_sandboxed`: never raises for a failed call.
 
         fork: run the call in a fresh process of the box (enforced sandbox only); None: for entry
-            points yes, for the built-in backends no.
+            points and MCP calls yes, for the built-in backends no.
+        mcp: the MCP server and tool to call (see `run_tool`).
         cpu_s: CPU seconds of the call (enforced sandbox only); None: the wall-clock limit's.
         entrypoint: `module:function` of a tool that is not one of the built-in backends.
         """
@@ -160,8 +161,8 @@ class WarmSandbox:
 
         try:
             line = json.dumps({"tool": tool, "input": input, "cfg": cfg.to_dict(),
-                               "idempotency_key": idempotency_key, "entrypoint": entrypoint,
-                               "fork": fork if fork is not None else entrypoint is not None,
+                               "idempotency_key": idempotency_key, "entrypoint": entrypoint, "mcp": mcp,
+                               "fork": fork if fork is not None else (entrypoint or mcp) is not None,
                                "cpu_s": max(1, math.ceil(cpu_s if cpu_s is not None else timeout_s))}) + "\n"
         except (TypeError, ValueError) as exc:
             return outcome("error", None, f"{tool}: input is not JSON-serialisable: {exc}")
@@ -339,7 +340,7 @@ def _reply_line(raw: bytes | str) -> str:
         request = json.loads(raw)
         cfg = BackendConfig.from_dict(request["cfg"])
         output = run_tool(request["tool"], request["input"], cfg, idempotency_key=request["idempotency_key"],
-                          entrypoint=request.get("entrypoint"))
+                          entrypoint=request.get("entrypoint"), mcp=request.get("mcp"))
         return json.dumps({"ok": True, "output": output})
     except ToolError as exc:
         return json.dumps({"ok": False, "error": str(exc)})
@@ -356,7 +357,7 @@ def _zygote_main(limits_json: str) -> int:
     per request line, each with its own CPU and file-size limits and working folder."""
     profile = SandboxProfile(**json.loads(limits_json))
     # Imported once here rather than in every forked worker (urllib alone costs ~35 ms).
-    for module in _BACKEND_MODULES:
+    for module in (*_BACKEND_MODULES, *profile.preload):
         importlib.import_module(module)
     nproc = profile.max_processes + 2  # bubblewrap's init and this process count too
     for res, value in [(resource.RLIMIT_AS, profile.memory_mb * 1024 * 1024), (resource.RLIMIT_CORE, 0),

@@ -12,7 +12,19 @@ from processors.tools.jail import SandboxProfile
 from processors.tools.registry import ToolSpec
 from processors.tools.sandbox import ToolOutcome, WarmSandbox
 
-__all__ = ["SandboxPool", "profile_for"]
+__all__ = ["MCP_PRELOAD", "SandboxPool", "profile_for"]
+
+MCP_PRELOAD = ("processors.tools.backends.mcp_client", "mcp", "mcp.client.stdio",
+               "mcp.client.streamable_http")
+"""What an MCP tool's box imports once, instead of in every call (about a second)."""
+
+
+def _mcp_request(spec: ToolSpec) -> dict[str, Any] | None:
+    if spec.mcp_server is None:
+        return None
+    if spec.mcp_tool is None:  # the server itself: list its tools
+        return {"server": dict(spec.mcp_server), "list": True}
+    return {"server": dict(spec.mcp_server), "tool": spec.mcp_tool}
 
 
 def profile_for(spec: ToolSpec, cfg: BackendConfig) -> SandboxProfile:
@@ -20,7 +32,7 @@ def profile_for(spec: ToolSpec, cfg: BackendConfig) -> SandboxProfile:
     read_only, writable = sandbox_paths(spec.name, cfg)
     return SandboxProfile(network=spec.network, read_only=read_only, writable=writable,
                           memory_mb=spec.memory_mb, max_processes=spec.max_processes,
-                          max_file_mb=spec.max_file_mb)
+                          max_file_mb=spec.max_file_mb, preload=MCP_PRELOAD if spec.mcp_server else ())
 
 
 class SandboxPool:
@@ -49,7 +61,7 @@ class SandboxPool:
         try:
             return child.run(tool=spec.name, input=input, cfg=cfg, idempotency_key=idempotency_key,
                              timeout_s=spec.timeout_s, cpu_s=spec.cpu_s, entrypoint=spec.entrypoint,
-                             fork=spec.fresh_process)
+                             fork=spec.fresh_process, mcp=_mcp_request(spec))
         finally:
             idle.put(child)
 

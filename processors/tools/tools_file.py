@@ -10,6 +10,9 @@ tools:
     input_schema: {type: object, properties: {text: {type: string}}, required: [text]}
     timeout_s: 2
     cost_usd: 0.0001
+mcp_servers:                                 # their tools register as mcp:<server>.<tool>
+  docs: {command: [python, -m, docs_server], timeout_s: 10}   # stdio, started in the sandbox
+  wiki: {url: "http://127.0.0.1:8765/mcp"}                     # streamable HTTP
 ```
 """
 
@@ -22,9 +25,10 @@ from typing import Any
 import yaml
 
 from policies.strict_yaml import load_strict
+from processors.tools.mcp_tools import McpServer
 from processors.tools.registry import DEFAULT_TOOLS, ToolRegistry, ToolSpec
 
-__all__ = ["ToolsFileError", "load_tools_file", "parse_tools"]
+__all__ = ["ToolsFileError", "load_mcp_servers", "load_tools_file", "parse_mcp_servers", "parse_tools"]
 
 _TUNABLE = {"timeout_s", "cost_usd", "memory_mb", "cpu_s", "max_processes", "max_file_mb",
             "run_call_budget", "tenant_call_budget", "fresh_process"}
@@ -39,8 +43,8 @@ def parse_tools(doc: object, *, source: str = "<tools>") -> ToolRegistry:
     """The registry a parsed tools file describes (the built-ins included)."""
     if doc is None:
         doc = {}
-    if not isinstance(doc, dict) or set(doc) - {"tools"}:
-        raise ToolsFileError(f"{source}: expects a mapping with one key, 'tools'")
+    if not isinstance(doc, dict) or set(doc) - {"tools", "mcp_servers"}:
+        raise ToolsFileError(f"{source}: expects a mapping with the keys 'tools' and 'mcp_servers'")
     entries = doc.get("tools") or {}
     if not isinstance(entries, dict):
         raise ToolsFileError(f"{source}: 'tools' must map tool names to their settings")
@@ -67,15 +71,45 @@ def parse_tools(doc: object, *, source: str = "<tools>") -> ToolRegistry:
     return ToolRegistry(list(tools.values()))
 
 
+_SERVER_KEYS = {"command", "url", "timeout_s", "network", "cost_usd"}
+
+
+def parse_mcp_servers(doc: object, *, source: str = "<tools>") -> list[McpServer]:
+    """The MCP servers a parsed tools file configures."""
+    entries = (doc or {}).get("mcp_servers") or {} if isinstance(doc, dict) else {}
+    if not isinstance(entries, dict):
+        raise ToolsFileError(f"{source}: 'mcp_servers' must map server names to their settings")
+    servers = []
+    for name, entry in entries.items():
+        where = f"{source}: mcp_servers.{name}"
+        if not isinstance(entry, dict) or set(entry) - _SERVER_KEYS:
+            raise ToolsFileError(f"{where}: expects a mapping of {sorted(_SERVER_KEYS)}")
+        try:
+            command = entry.get("command") or ()
+            servers.append(McpServer(name=str(name), command=tuple(str(c) for c in command),
+                                     **{k: v for k, v in entry.items() if k != "command"}))
+        except (TypeError, ValueError) as exc:
+            raise ToolsFileError(f"{where}: {exc}") from None
+    return servers
+
+
 def load_tools_file(path: Path | None) -> ToolRegistry:
     """The registry of the tools file at `path`; the built-ins alone when `path` is None."""
     if path is None:
         return ToolRegistry(list(DEFAULT_TOOLS))
+    return parse_tools(_read(path), source=str(path))
+
+
+def load_mcp_servers(path: Path | None) -> list[McpServer]:
+    """The MCP servers of the tools file at `path`; none when `path` is None."""
+    return [] if path is None else parse_mcp_servers(_read(path), source=str(path))
+
+
+def _read(path: Path) -> Any:
     try:
-        doc: Any = load_strict(path.read_text(encoding="utf-8"))
+        return load_strict(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ToolsFileError(f"{path}: {exc}") from None
-    return parse_tools(doc, source=str(path))
 
 
 def _check(spec: ToolSpec, where: str) -> None:

@@ -35,18 +35,26 @@ def sandbox_paths(name: str, cfg: BackendConfig) -> tuple[tuple[str, ...], tuple
 
 def run_tool(
     name: str, input: dict[str, Any], cfg: BackendConfig, *, idempotency_key: str,
-    entrypoint: str | None = None,
+    entrypoint: str | None = None, mcp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one call of tool `name` and return its output; every failure is a `ToolError`.
 
     idempotency_key: identifies the logical call; side-effecting tools do the work once per key.
     entrypoint: `module:function` for a tool without a built-in backend; the function takes the
         input object and returns the output object.
+    mcp: `{"server": {...}, "tool": name}` to call a tool of an MCP server, or `{"server": {...},
+        "list": true}` to list its tools.
     """
     if not isinstance(input, dict):
         raise ToolError(f"{name}: input must be a JSON object, got {type(input).__name__}")
     if entrypoint is not None:
         return _run_entrypoint(name, entrypoint, input)
+    if mcp is not None:
+        from processors.tools.backends.mcp_client import call_mcp_tool, list_mcp_tools
+
+        if mcp.get("list"):
+            return list_mcp_tools(mcp["server"])
+        return call_mcp_tool(mcp["server"], str(mcp["tool"]), input)
     try:
         if name == "search_docs":
             from processors.tools.backends.docs import search_docs
