@@ -1,10 +1,13 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up what it needs.
 # `make test` lints and type-checks first (`make lint`), and stops there when either fails.
+# What the tests need is fetched side by side (Python packages, Kafka's jars, the collector).
+MAKEFLAGS += --jobs=4
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+COLLECTOR := infra/otel/bin/otelcol-agentlog
 
-.PHONY: demo lint test test-unit crash down clean sandbox
+.PHONY: demo lint test test-unit crash collector down clean browser sandbox sandbox-after-browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,8 +19,18 @@ infra/kafka/libs/.fetched: infra/kafka/pom.xml
 	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/infra/kafka/libs
 	touch $@
 
+# The OpenTelemetry Collector the tests export spans to (built from the Go module proxy).
+$(COLLECTOR): infra/otel/builder.yaml infra/otel/build.sh
+	infra/otel/build.sh
+
+collector: $(COLLECTOR)
+
 # bubblewrap, which the executor's enforced sandbox runs every tool call in (apt-get; idempotent).
 sandbox:
+	sh infra/install_sandbox.sh
+
+# For the tests, after the browser: two apt-get runs side by side would fight over dpkg's lock.
+sandbox-after-browser: browser
 	sh infra/install_sandbox.sh
 
 demo: $(STAMP) infra/kafka/libs/.fetched sandbox
@@ -27,7 +40,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint infra/kafka/libs/.fetched sandbox
+# The console's browser tests drive Debian's chromium (installed once, with apt).
+browser:
+	sh infra/install-browser.sh
+
+test: lint infra/kafka/libs/.fetched $(COLLECTOR) browser sandbox-after-browser
 	$(VENV)/bin/pytest -q
 
 crash: $(STAMP) infra/kafka/libs/.fetched sandbox

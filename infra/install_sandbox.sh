@@ -14,6 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+# `make test` runs its prerequisites side by side; another apt-get may hold the lock for a while.
+LOCK="-o DPkg::Lock::Timeout=300"
+$SUDO apt-get $LOCK update -qq
+$SUDO apt-get $LOCK install -y -qq --no-install-recommends bubblewrap >/dev/null
 command -v bwrap >/dev/null

@@ -28,9 +28,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from processors.replay.dataset import event_doc
+from processors.spans import trace_id_of
 from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import (
@@ -46,6 +48,7 @@ from sinks.metrics import metrics_query, parse_keys, parse_time, replay_delta_qu
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.claims import Claims, Places
+from streams.console.api import add_console
 from streams.gateway_schema import (
     EVENT_FRAME,
     MAX_BODY_BYTES,
@@ -72,6 +75,7 @@ from streams.metrics_export import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from streams.metrics_export import render as render_metrics
 from streams.models_config import load_models_config
 from streams.query_api import QueryError, run_query
+from streams.render import event_summary
 from streams.run_reads import RunReader
 from streams.run_reads import RunView as ReadView
 from streams.runs import (
@@ -141,6 +145,11 @@ def _frame(kind: str, data: Any, *, seq: int | None = None) -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
+def _doc(event: Event) -> dict[str, Any]:
+    """An event as the API shows it: as a dataset holds it, with the line `runs show` prints."""
+    return {**event_doc(event), "summary": event_summary(event)}
+
+
 def _already_decided(run_id: str, events: list[Event]) -> str | None:
     """Who decided the run's latest parked call, if someone (or the clock) did."""
     for event in reversed(events):
@@ -153,6 +162,13 @@ def _already_decided(run_id: str, events: list[Event]) -> str | None:
             case ApprovalRequested():
                 return None
     return None
+
+
+def _approver(named: str, key: ApiKey) -> str:
+    """Who decided, as the log records it: the key that signed the request always, beside the name
+    the request gives when that is not the key's own identity."""
+    identity = f"{key.name} (key {key.id})"
+    return identity if named.strip() == identity else f"{named.strip()} · {identity}"
 
 
 def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI:
@@ -172,7 +188,12 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         message = str(exc.detail)
         if message in (s.phrase for s in HTTPStatus):  # the router's own 404 and 405
             message = f"{message}: {request.method} {request.url.path}"
-        return _error(exc.status_code, message, exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # the router names the methods of the first route of the path only
+            allowed = {m for r in app.routes if isinstance(r, Route) and r.methods
+                       and r.matches(request.scope)[0] is Match.PARTIAL for m in r.methods}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return _error(exc.status_code, message, headers)
 
     @app.exception_handler(LogUnavailable)
     @app.exception_handler(KafkaException)
@@ -265,7 +286,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             for event in events:
                 state = evolve(state, event)
                 sent = event.seq
-                yield _frame(event.event_type, event_doc(event), seq=event.seq)
+                yield _frame(event.event_type, _doc(event), seq=event.seq)
                 if state.terminal:
                     yield _frame("end", {"status": state.status})
                     return
@@ -286,6 +307,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                 yield _frame("error", error_body(status, f"the run cannot be read now: {exc}"))
                 return
         yield _frame("end", {"status": state.status if state else "unknown"})
+
+    add_console(app, settings, caller=caller, needs=needs)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -332,8 +355,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     @app.get("/v1/runs/{run_id}", response_model=RunView, responses=errors(*READ_ERRORS))
     def get_run(run_id: RunId, key: Annotated[ApiKey, needs("read")]) -> RunView:
         events = own_run(run_id, key)
-        return RunView(run_id=run_id, status=run_status(events),
-                       events=[EventDoc.model_validate(event_doc(e)) for e in events])
+        return RunView(run_id=run_id, status=run_status(events), trace_id=trace_id_of(events),
+                       events=[EventDoc.model_validate(_doc(e)) for e in events])
 
     @app.get("/v1/runs/{run_id}/events", response_class=_EventStream, status_code=200,
              responses={200: {"description": "Server-sent events: the run's events, then `end`.",
@@ -427,7 +450,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             status = state.status if state else "unknown"
             raise HTTPException(409, _already_decided(run_id, events)
                                 or f"run {run_id} is not waiting for an approval (it is {status})")
-        mine = _Decided(uuid.uuid4().hex, approve, body.approver)
+        mine = _Decided(uuid.uuid4().hex, approve, _approver(body.approver, key))
         holder = await calls_decided.claim(state.parked_event_id, mine)
         step = state.parked.step_id if state.parked else None
         if holder != mine:
@@ -435,7 +458,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                                      f"by {holder.approver}")
         try:
             await run_in_threadpool(lambda: decide(settings, producer, codec, run_id, approve=approve,
-                                                   approver=body.approver, reason=body.reason, events=events))
+                                                   approver=mine.approver, reason=body.reason, events=events))
         except NotWaiting as exc:
             calls_decided.release(state.parked_event_id, mine)
             raise HTTPException(409, str(exc)) from None

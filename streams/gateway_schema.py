@@ -102,11 +102,13 @@ class EventDoc(BaseModel):
     event_id: str
     causation_id: str | None
     payload: dict[str, Any]
+    summary: str = Field(description="What happened, in one line, as `agentlog runs show` prints it.")
 
 
 class RunView(BaseModel):
     run_id: str
     status: str
+    trace_id: str | None = Field(None, description="The run's OpenTelemetry trace id (W3C, hex).")
     events: list[EventDoc]
 
 
