@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from processors.executor import execution_result, refusal
 from processors.state import RunState
+from processors.tools.jail import SandboxUnavailable, bwrap_path
 from processors.tools.sandbox_pool import SandboxPool
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
@@ -34,6 +35,11 @@ def main() -> None:
     # The state directory holds the installation's keys and tokens: no tool sees it.
     sandboxes = SandboxPool(mode=settings.sandbox, size=settings.worker_concurrency,
                             hide=(str(settings.home),))
+    if settings.sandbox == "enforced":
+        try:
+            bwrap_path()
+        except SandboxUnavailable as exc:  # every call will fail closed with this reason
+            ctx.log.error("tools cannot run: %s", exc)
 
     def handle(event: Event, state: RunState | None) -> Iterable[Event]:
         why = refusal(state, event, registry=registry)
