@@ -181,6 +181,23 @@ def sandbox_calls(mode: str, *, calls: int) -> dict[str, list[float]]:
     return out
 
 
+def stack_pids(agentlog: str, env: dict[str, str]) -> dict[str, int]:
+    """The pid of the broker and of every service of the stack `env` names."""
+    status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
+                                       capture_output=True, text=True).stdout)
+    return {"kafka": status["kafka"]["pid"], **{name: s["pid"] for name, s in status["services"].items()}}
+
+
+def warm_burst(settings: Settings, pids: dict[str, int], *, warmup: int,
+               runs: int) -> tuple[float, dict[str, list[Event]], dict[str, float]]:
+    """`warmup` runs, then a burst of `runs`: its seconds, its runs' events and the CPU seconds
+    each process spent on it."""
+    run_load(settings, runs=warmup)
+    before = cpu_seconds(pids)
+    elapsed, events = run_load(settings, runs=runs)
+    return elapsed, events, {k: v - before[k] for k, v in cpu_seconds(pids).items()}
+
+
 def measure(opts: argparse.Namespace, sandbox: str) -> dict[str, float]:
     """One stack with `sandbox` as its executor's sandbox: warm-up, burst, steady load; printed."""
     home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
@@ -195,14 +212,8 @@ def measure(opts: argparse.Namespace, sandbox: str) -> dict[str, float]:
     agentlog = str(Path(sys.executable).with_name("agentlog"))
     subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
     try:
-        status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
-                                           capture_output=True, text=True).stdout)
-        pids = {"kafka": status["kafka"]["pid"],
-                **{name: s["pid"] for name, s in status["services"].items()}}
-        run_load(settings, runs=opts.warmup)
-        cpu_before = cpu_seconds(pids)
-        elapsed, burst = run_load(settings, runs=opts.runs)
-        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(pids).items()}
+        elapsed, burst, cpu = warm_burst(settings, stack_pids(agentlog, env), warmup=opts.warmup,
+                                         runs=opts.runs)
         capacity = opts.runs / elapsed
         rate = opts.rate or max(1.0, round(capacity / 2))
         paced_elapsed, paced = run_load(settings, runs=opts.runs, rate=rate)
