@@ -67,7 +67,7 @@ def main() -> None:
     agentlog = str(Path(sys.executable).with_name("agentlog"))
     (refused,) = free_ports(1)
     hang_port, hang_server = _silent_server()
-    results: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+    results: dict[str, list[tuple[float, float, dict[str, float]]]] = {m: [] for m in MODES}
     with running_collector(home / "otel") as collector:
         endpoints = {"on": collector.http_endpoint, "down": f"http://127.0.0.1:{refused}",
                      "hang": f"http://127.0.0.1:{hang_port}"}
@@ -81,23 +81,29 @@ def main() -> None:
                     elapsed, _events, spent = warm_burst(settings, stack_pids(agentlog, env),
                                                          warmup=opts.warmup, runs=opts.runs)
                     cpu = sum(spent.values())
+                    per_process = {name: seconds * 1000 / opts.runs for name, seconds in spent.items()}
                 finally:
                     subprocess.run([agentlog, "down"], env=env, check=False, capture_output=True)
-                results[mode].append((opts.runs / elapsed, cpu * 1000 / opts.runs))
+                results[mode].append((opts.runs / elapsed, cpu * 1000 / opts.runs, per_process))
                 print(f"  round {_round + 1} {mode:<5} {opts.runs / elapsed:7.1f} runs/s  "
                       f"{cpu * 1000 / opts.runs:6.1f} CPU ms/run", flush=True)
         received = len(collector.spans())
     hang_server.close()
-    best = {m: max(results[m]) for m in MODES}
-    off_rate, off_cpu = best["off"]
+    best = {m: max(results[m], key=lambda r: r[0]) for m in MODES}
+    off_rate, off_cpu, off_processes = best["off"]
     print(f"\ntelemetry benchmark · {os.cpu_count()} CPU(s) · burst of {opts.runs} runs · best of "
           f"{opts.rounds} round(s) per mode")
     print(f"{'mode':<38}{'runs/s':>9}{'vs off':>9}{'CPU ms/run':>12}{'vs off':>9}")
     labels = {"off": "off (baseline)", "on": "on, to a real collector",
               "down": "on, collector down (refused)", "hang": "on, collector hangs (no answer)"}
     for mode in MODES:
-        rate, cpu = best[mode]
+        rate, cpu, _ = best[mode]
         print(f"{labels[mode]:<38}{rate:>9.1f}{rate / off_rate:>9.3f}{cpu:>12.1f}{cpu / off_cpu:>9.3f}")
+    print("\nCPU ms per run by process, in those rounds:")
+    names = sorted(off_processes, key=lambda n: -off_processes[n])
+    print(f"{'process':<14}" + "".join(f"{m:>9}" for m in MODES))
+    for name in names:
+        print(f"{name:<14}" + "".join(f"{best[m][2].get(name, 0.0):>9.2f}" for m in MODES))
     print(f"spans the collector received in all: {received}")
     print("aim: telemetry on costs ≤ 5 % of the burst's runs/s (ratio ≥ 0.95), and no more when the "
           "collector is down or hangs")
