@@ -1,0 +1,236 @@
+"""`agentlog memory …`: long-term memory of a tenant (opt in or out, import, search, list, forget)
+and the PII redactor on its own (`memory redact`).
+
+Memories live in ClickHouse (`AGENTLOG_CLICKHOUSE_URL`) or in chDB under `<home>/memory`, a path
+of its own: chDB allows one process per path, and the events' path belongs to the sink.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import click
+
+from processors.memory.records import DEFAULT_TTL_S, ImportError_, parse_item, prepare
+from sinks.memory_store import MemoryStore, NotOptedIn
+from streams.cli.common import Context, fail, pass_ctx
+from streams.query_api import clickhouse_password
+from streams.render import rows_table
+from streams.settings import Settings
+
+__all__ = ["memory", "open_store", "parse_duration"]
+
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> int:
+    """Whole seconds, or `30s`, `15m`, `12h`, `30d`, `2w`."""
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 3600, 12h, 30d)")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[MemoryStore]:
+    """The memory store of this installation, closed afterwards."""
+    if settings.clickhouse_url:
+        store = MemoryStore.connect(url=settings.clickhouse_url, password=clickhouse_password(settings))
+    else:
+        path = settings.path("memory")
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            store = MemoryStore.connect(url=None, chdb_path=str(path))
+        except Exception as exc:  # noqa: BLE001 - chDB names the lock it could not take
+            fail(f"the memory store at {path} cannot be opened: {exc}")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lines(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, raw in enumerate(stream, 1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except json.JSONDecodeError as exc:
+            fail(f"line {number}: not JSON ({exc.msg})")
+
+
+@click.group("memory")
+def memory() -> None:
+    """Long-term memory: off for a tenant until it opts in; PII redacted before anything is stored."""
+
+
+@memory.command("opt-in")
+@click.option("--tenant", required=True)
+@click.option("--ttl", "ttl", default=str(DEFAULT_TTL_S), show_default=True,
+              help="Lifetime of a memory that names none (seconds, or 12h, 30d, 2w).")
+@pass_ctx
+def opt_in(ctx: Context, tenant: str, ttl: str) -> None:
+    """Turn long-term memory on for a tenant."""
+    seconds = parse_duration(ttl)
+    with open_store(ctx.settings) as store:
+        store.opt_in(tenant, default_ttl_s=seconds, now=_now())
+    ctx.console.print(f"tenant {tenant} keeps memories (default lifetime {seconds} s)")
+
+
+@memory.command("opt-out")
+@click.option("--tenant", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def opt_out(ctx: Context, tenant: str, as_json: bool) -> None:
+    """Turn long-term memory off for a tenant and forget everything it kept."""
+    with open_store(ctx.settings) as store:
+        gone = store.opt_out(tenant, now=_now())
+    if as_json:
+        click.echo(json.dumps({"tenant": tenant, "forgotten": gone}))
+    else:
+        ctx.console.print(f"tenant {tenant} keeps no memories; {len(gone)} forgotten")
+
+
+@memory.command("import")
+@click.option("--tenant", required=True)
+@click.argument("file", type=click.File("r"))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def import_cmd(ctx: Context, tenant: str, file: IO[str], as_json: bool) -> None:
+    """Store the memories of a JSONL file (`{"id"?, "text", "subject"?, "created_at"?, "ttl_s"?,
+    "metadata"?}` a line), redacted. Nothing is stored unless every line is valid."""
+    items = []
+    for number, line in _lines(file):
+        try:
+            items.append(parse_item(line))
+        except ImportError_ as exc:
+            fail(f"line {number}: {exc}")
+    from processors.memory.redaction import redactor
+
+    with open_store(ctx.settings) as store:
+        ttl = store.tenant_ttl(tenant)
+        if ttl is None:
+            fail(f"tenant {tenant!r} has not opted in to long-term memory; nothing was stored "
+                 f"(agentlog memory opt-in --tenant {tenant})")
+        now = _now()
+        records = prepare(items, tenant_id=tenant, redactor=redactor(), default_ttl_s=ttl, now=now)
+        try:
+            store.put(tenant, records)
+        except NotOptedIn as exc:
+            fail(str(exc))
+    skipped = len(items) - len(records)
+    if as_json:
+        click.echo(json.dumps({"tenant": tenant, "stored": len(records), "expired": skipped,
+                               "ids": [r.memory_id for r in records]}))
+    else:
+        ctx.console.print(f"stored {len(records)} memories for tenant {tenant}"
+                          + (f" ({skipped} already expired, left out)" if skipped else ""))
+
+
+def _result(found: Any) -> dict[str, Any]:
+    return {"id": found.memory.memory_id, "text": found.memory.text, "score": round(found.score, 6),
+            "expires_at": found.memory.expires_at.isoformat()}
+
+
+@memory.command("search")
+@click.option("--tenant", required=True)
+@click.option("--subject", default=None, help="Only memories about this subject.")
+@click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--queries", type=click.File("r"), default=None,
+              help='JSONL of {"id", "query"}: one line of results printed per query.')
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("query", required=False)
+@pass_ctx
+def search(ctx: Context, tenant: str, subject: str | None, k: int, queries: IO[str] | None, as_json: bool,
+           query: str | None) -> None:
+    """The memories of a tenant that answer QUERY best (expired ones never)."""
+    if (query is None) == (queries is None):
+        fail("give a QUERY or --queries FILE, one of them")
+    with open_store(ctx.settings) as store:
+        if queries is not None:
+            for number, line in _lines(queries):
+                if not isinstance(line, dict) or "id" not in line or not isinstance(line.get("query"), str):
+                    fail(f"line {number}: expected {{\"id\", \"query\"}}")
+                found = store.search(tenant, line["query"], k=k, subject=subject, now=_now())
+                click.echo(json.dumps({"id": line["id"], "results": [_result(f) for f in found]}))
+            return
+        assert query is not None
+        found = store.search(tenant, query, k=k, subject=subject, now=_now())
+    if as_json:
+        click.echo(json.dumps({"query": query, "results": [_result(f) for f in found]}))
+        return
+    ctx.console.print(rows_table(["id", "score", "expires", "text"],
+                                 [[f.memory.memory_id, f"{f.score:.4f}",
+                                   f.memory.expires_at.isoformat(timespec="seconds"), f.memory.text]
+                                  for f in found]))
+
+
+@memory.command("list")
+@click.option("--tenant", required=True)
+@click.option("--subject", default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def list_cmd(ctx: Context, tenant: str, subject: str | None, limit: int, as_json: bool) -> None:
+    """A tenant's live memories, newest first."""
+    with open_store(ctx.settings) as store:
+        records = store.memories(tenant, subject=subject, now=_now(), limit=limit)
+    rows = [{"id": r.memory_id, "subject": r.subject, "text": r.text, "created_at": r.created_at.isoformat(),
+             "expires_at": r.expires_at.isoformat(), "source": r.source} for r in records]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    ctx.console.print(rows_table(["id", "subject", "expires", "text"],
+                                 [[r["id"], r["subject"], r["expires_at"][:19], r["text"]] for r in rows]))
+    ctx.console.print(f"[dim]{len(rows)} memory(ies)[/]")
+
+
+@memory.command("forget")
+@click.option("--tenant", required=True)
+@click.option("--id", "memory_id", default=None)
+@click.option("--subject", default=None)
+@click.option("--all", "everything", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def forget(ctx: Context, tenant: str, memory_id: str | None, subject: str | None, everything: bool,
+           as_json: bool) -> None:
+    """Delete one memory (--id), a subject's (--subject) or all of a tenant's (--all)."""
+    if sum([memory_id is not None, subject is not None, everything]) != 1:
+        fail("give exactly one of --id, --subject, --all")
+    with open_store(ctx.settings) as store:
+        gone = store.forget(tenant, memory_id=memory_id, subject=subject, everything=everything)
+    if as_json:
+        click.echo(json.dumps({"tenant": tenant, "forgotten": gone}))
+    else:
+        ctx.console.print(f"forgot {len(gone)} memory(ies) of tenant {tenant}")
+    if memory_id is not None and not gone:
+        raise SystemExit(1)
+
+
+@memory.command("redact")
+@click.argument("file", type=click.File("r"), default="-")
+@pass_ctx
+def redact(ctx: Context, file: IO[str]) -> None:
+    """JSONL `{"text"}` in (FILE or -), one line out per line in: `{"text": redacted, "entities":
+    [{"type", "start", "end"}]}` (Presidio's types, offsets into the text given)."""
+    from processors.memory.redaction import redactor
+
+    engine = redactor()
+    for number, line in _lines(file):
+        if not isinstance(line, dict) or not isinstance(line.get("text"), str):
+            fail(f"line {number}: expected {{\"text\": …}}")
+        done = engine.redact(line["text"])
+        click.echo(json.dumps({"text": done.text, "entities": [
+            {"type": e.type, "start": e.start, "end": e.end} for e in done.entities]}, ensure_ascii=False))
+        sys.stdout.flush()
