@@ -12,6 +12,7 @@ No I/O: an index is built from texts the store hands over, and queried in memory
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ RETRIEVER_VERSION = "bm25s-hybrid-1"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _PLACEHOLDER = re.compile(r"<[A-Z_]+>")
 _RRF_K = 60
+_DEPTH = 1000
 _STEM = Stemmer.Stemmer("english")
 _STOP = frozenset(bm25s.stopwords.STOPWORDS_EN)
 
@@ -48,13 +50,17 @@ def tokens(text: str) -> list[str]:
     return stems
 
 
+@functools.lru_cache(maxsize=200_000)
+def _word_grams(word: str) -> tuple[str, ...]:
+    padded = f"#{word}#"
+    return tuple(padded[i:i + 4] for i in range(max(1, len(padded) - 3)))
+
+
 def _grams(text: str) -> list[str]:
     out: list[str] = []
     for word in _WORD.findall(_PLACEHOLDER.sub(" ", text).lower()):
-        if word in _STOP:
-            continue
-        padded = f"#{word}#"
-        out.extend(padded[i:i + 4] for i in range(max(1, len(padded) - 3)))
+        if word not in _STOP:
+            out.extend(_word_grams(word))
     return out
 
 
@@ -124,8 +130,11 @@ class HybridIndex(MemoryIndex):
     def scores(self, query: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         fused = np.zeros(self._n, dtype=np.float32)
         for scores in (self._words.scores(tokens(query)), self._grams.scores(_grams(query))):
-            order = np.argsort(-scores, kind="stable")
-            ranks = np.empty(self._n, dtype=np.float32)
-            ranks[order] = np.arange(1, self._n + 1, dtype=np.float32)
-            fused += np.where(scores > 0, 1.0 / (_RRF_K + ranks), 0.0).astype(np.float32)
+            # Each ranking is fused to a depth of _DEPTH matching documents (past it 1/(k+rank) adds
+            # next to nothing): a query over 100 k memories sorts a thousand, not all that match.
+            hit = np.flatnonzero(scores > 0)
+            if len(hit) > _DEPTH:
+                hit = hit[np.argpartition(-scores[hit], _DEPTH - 1)[:_DEPTH]]
+            order = hit[np.argsort(-scores[hit], kind="stable")]
+            fused[order] += 1.0 / (_RRF_K + np.arange(1, len(order) + 1, dtype=np.float32))
         return fused
