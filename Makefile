@@ -1,10 +1,13 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up what it needs.
 # `make test` lints and type-checks first (`make lint`), and stops there when either fails.
+# What the tests need is fetched side by side (Python packages, Kafka's jars, the collector).
+MAKEFLAGS += --jobs=4
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+COLLECTOR := infra/otel/bin/otelcol-agentlog
 
-.PHONY: demo lint test test-unit crash down clean
+.PHONY: demo lint test test-unit crash collector down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,6 +19,12 @@ infra/kafka/libs/.fetched: infra/kafka/pom.xml
 	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/infra/kafka/libs
 	touch $@
 
+# The OpenTelemetry Collector the tests export spans to (built from the Go module proxy).
+$(COLLECTOR): infra/otel/builder.yaml infra/otel/build.sh
+	infra/otel/build.sh
+
+collector: $(COLLECTOR)
+
 demo: $(STAMP) infra/kafka/libs/.fetched
 	$(VENV)/bin/agentlog demo
 
@@ -23,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint infra/kafka/libs/.fetched
+test: lint infra/kafka/libs/.fetched $(COLLECTOR)
 	$(VENV)/bin/pytest -q
 
 crash: $(STAMP) infra/kafka/libs/.fetched

@@ -137,7 +137,7 @@ def _accept(state: RunState | None, record: Event,
         if state is not None:
             return [], f"run {record.run_id} already exists (same idempotency key)", False
         started = RunStarted(text=p.text, route=p.route, idempotency_key=p.idempotency_key,
-                             requested_by=p.requested_by)
+                             requested_by=p.requested_by, traceparent=p.traceparent)
         return [(started, ACTOR, record.event_id)], None, False
     if state is None:
         return [], f"{kind} for unknown run {record.run_id}", True

@@ -30,7 +30,8 @@ def to_snapshot(state: RunState, codec: EventCodec) -> RunSnapshot:
         proposed=state.proposed, proposed_event_id=state.proposed_event_id, parked=state.parked,
         parked_event_id=state.parked_event_id, observations=list(state.observations),
         metrics=state.metrics, answer=state.answer, failure=state.failure, stopped=state.stopped,
-        active_s=state.active_s, active_since=state.active_since,
+        active_s=state.active_s, active_since=state.active_since, traceparent=state.traceparent,
+        parked_at=state.parked_at,
     )
 
 
@@ -59,5 +60,6 @@ def from_snapshot(snapshot: RunSnapshot, codec: EventCodec, *, run_id: str) -> R
         parked_event_id=snapshot.parked_event_id, observations=tuple(snapshot.observations),
         metrics=snapshot.metrics, answer=snapshot.answer, failure=snapshot.failure,
         stopped=snapshot.stopped, active_s=snapshot.active_s, active_since=snapshot.active_since,
+        traceparent=snapshot.traceparent, parked_at=snapshot.parked_at,
     )
 

@@ -116,6 +116,8 @@ class RunState:
     proposed_event_id: str | None = None
     parked: ApprovalRequested | None = None
     parked_event_id: str | None = None
+    parked_at: datetime | None = None
+    """When the parked call began to wait for a person."""
     observations: tuple[ObservationCaptured, ...] = ()
     metrics: RunMetrics = _NO_METRICS
     answer: str | None = None
@@ -127,6 +129,8 @@ class RunState:
     """Seconds the run worked before its current stretch (waits for a person not counted)."""
     active_since: datetime | None = None
     """When the current stretch of work began; None while the run waits for a person."""
+    traceparent: str | None = None
+    """The W3C trace context of the run's root span (from RunStarted)."""
 
     def active_at(self, now: datetime) -> float:
         """Seconds the run has worked by `now`, not counting waits for a person."""
@@ -147,7 +151,7 @@ def new_run(event: Event) -> RunState:
     return RunState(
         run_id=event.run_id, tenant_id=event.tenant_id, route=p.route, text=p.text,
         idempotency_key=p.idempotency_key, started_at=event.event_time,
-        active_since=event.event_time,
+        active_since=event.event_time, traceparent=p.traceparent,
     )
 
 
@@ -234,8 +238,8 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     elif kind == "ToolProposed":
         changes.update(proposed=p, proposed_event_id=event.event_id)
     elif kind == "ApprovalRequested":
-        changes.update(parked=p, parked_event_id=event.event_id, active_since=None,
-                       active_s=state.active_at(event.event_time))
+        changes.update(parked=p, parked_event_id=event.event_id, parked_at=event.event_time,
+                       active_since=None, active_s=state.active_at(event.event_time))
     elif kind in ("ApprovalGranted", "ApprovalDenied", "ApprovalExpired"):
         changes["active_since"] = event.event_time
     elif kind == "RequestRetried":
@@ -246,7 +250,7 @@ def evolve(state: RunState | None, event: Event) -> RunState:
                                                   attempt=p.attempt, timeout_s=p.timeout_s)
     elif kind in ("ToolApproved", "ToolRejected"):
         # Kept through the human decision so the follow-up can restate the parked call.
-        changes.update(parked=None, parked_event_id=None)
+        changes.update(parked=None, parked_event_id=None, parked_at=None)
     elif kind == "ToolExecuted":
         assert isinstance(p, ToolExecuted)
         changes["metrics"] = _metrics_after(state.metrics, p)
@@ -269,7 +273,7 @@ def evolve(state: RunState | None, event: Event) -> RunState:
             changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)
     if kind in ("RunCompleted", "RunFailed", "RunCancelled"):
         open_requests.clear()
-        changes.update(parked=None, parked_event_id=None, active_since=None,
+        changes.update(parked=None, parked_event_id=None, parked_at=None, active_since=None,
                        active_s=state.active_at(event.event_time))
     changes["open_requests"] = open_requests
     return replace(state, **changes)

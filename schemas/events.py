@@ -76,6 +76,7 @@ class RunRequested(Record):
     route: str = "default"
     idempotency_key: str
     requested_by: str | None = None
+    traceparent: str | None = None
 
 
 class RunStarted(Record):
@@ -83,6 +84,7 @@ class RunStarted(Record):
     route: str
     idempotency_key: str
     requested_by: str | None = None
+    traceparent: str | None = None
 
 
 class PlanGenerated(Record):

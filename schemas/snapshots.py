@@ -57,6 +57,8 @@ class RunSnapshot(Record):
     stopped: str | None = None
     active_s: float
     active_since: Millis | None = None
+    traceparent: str | None = None
+    parked_at: Millis | None = None
 
 
 class Checkpoint(Record):

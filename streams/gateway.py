@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from processors.replay.dataset import event_doc
+from processors.spans import trace_id_of
 from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import (
@@ -332,7 +333,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     @app.get("/v1/runs/{run_id}", response_model=RunView, responses=errors(*READ_ERRORS))
     def get_run(run_id: RunId, key: Annotated[ApiKey, needs("read")]) -> RunView:
         events = own_run(run_id, key)
-        return RunView(run_id=run_id, status=run_status(events),
+        return RunView(run_id=run_id, status=run_status(events), trace_id=trace_id_of(events),
                        events=[EventDoc.model_validate(event_doc(e)) for e in events])
 
     @app.get("/v1/runs/{run_id}/events", response_class=_EventStream, status_code=200,

@@ -107,6 +107,7 @@ class EventDoc(BaseModel):
 class RunView(BaseModel):
     run_id: str
     status: str
+    trace_id: str | None = Field(None, description="The run's OpenTelemetry trace id (W3C, hex).")
     events: list[EventDoc]
 
 

@@ -194,9 +194,13 @@ Headers = dict[str, str | bytes | None] | HeaderList
 """Record headers in either form the client types them: pairs, or the dict a producer takes."""
 
 
-def headers_for(event: Event) -> HeaderList:
-    """Headers a consumer can filter on without decoding the value."""
-    return [("event_type", event.event_type.encode()), ("tenant_id", event.tenant_id.encode())]
+def headers_for(event: Event, *, traceparent: str | None = None) -> HeaderList:
+    """Headers a consumer can filter on without decoding the value, and the run's W3C trace
+    context (`traceparent`), for whoever works on the record to continue the run's trace."""
+    headers: HeaderList = [("event_type", event.event_type.encode()), ("tenant_id", event.tenant_id.encode())]
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
+    return headers
 
 
 def header_pairs(headers: Headers | None) -> HeaderList:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from processors.spans import new_traceparent
 from processors.state import RunState, Status, evolve, fold
 from schemas.codec import EventCodec
 from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
@@ -67,7 +68,8 @@ def run_request(*, text: str, tenant_id: str, route: str = "default",
     """The inbox record that asks for a run (its id follows from tenant and idempotency key)."""
     key = idempotency_key or uuid.uuid4().hex
     return Event.of(
-        RunRequested(text=text, route=route, idempotency_key=key, requested_by=requested_by),
+        RunRequested(text=text, route=route, idempotency_key=key, requested_by=requested_by,
+                     traceparent=new_traceparent()),
         run_id=run_id_for(tenant_id, key), seq=0, event_id=str(uuid.uuid4()), tenant_id=tenant_id,
         event_time=utcnow(), actor=f"user:{requested_by}" if requested_by else "gateway",
     )

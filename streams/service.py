@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from streams import telemetry
 from streams.metrics_export import serve_metrics
 from streams.settings import Settings
 
@@ -75,6 +76,7 @@ class ServiceContext:
         self.parked = 0
         self._written_at = 0.0
         self.metrics = serve_metrics(settings, name)
+        telemetry.configure(name)
 
     @property
     def ready_file(self) -> Path:
@@ -128,6 +130,7 @@ class ServiceContext:
     def close(self) -> None:
         if self.metrics is not None:
             self.metrics.shutdown()
+        telemetry.shutdown()
         self.ready_file.unlink(missing_ok=True)
         health_file(self.settings, self.name).unlink(missing_ok=True)
         self.log.info("stopped")

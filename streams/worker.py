@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from processors.spans import answer_span
 from processors.state import FoldError, RunState, evolve
 from schemas.events import Event, RequestRetried
+from streams import telemetry
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, commit, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
@@ -43,6 +46,8 @@ class _Job:
     asked: Event
     judged_by: RunState | None
     result: list[Event] | Exception | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
 
 
 class _Worker:
@@ -121,10 +126,12 @@ class _Worker:
                                    exc_info=job.result)
                 self.intake.park(job.msg, f"handler failed: {job.result!r}")
             else:
+                trace = header(job.msg.headers(), "traceparent")
                 for a in job.result or ():
                     hop(self.ctx.name, job.asked.event_type, job.asked.event_time, a.event_time)
                     self.out.produce(self.settings.inbox_topic, key=a.run_id, value=self.codec.encode(a),
-                                     headers=headers_for(a))
+                                     headers=headers_for(a, traceparent=trace))
+                    self.trace(job, a, trace)
         self.out.flush(30)
         self.checkpoint()
         # The answers are delivered: committing now is safe. A commit that does not happen
@@ -132,6 +139,15 @@ class _Worker:
         commit(self.source)
         self.ctx.progressed()
         self.ctx.parked = sum(self.intake.parked.values())
+
+    def trace(self, job: _Job, answer: Event, traceparent: str | None) -> None:
+        """The span of the work behind `answer`, in the run's trace (when spans are on)."""
+        if not telemetry.enabled() or job.started is None or job.ended is None:
+            return
+        span = answer_span(job.asked, answer, started=job.started, ended=job.ended,
+                           tool_io=telemetry.tool_io_opted_in())
+        if span is not None:
+            telemetry.emit(span, traceparent)
 
     def checkpoint(self) -> None:
         """The snapshots of what changed, when one is due. Called once the answers are delivered,
@@ -202,10 +218,12 @@ def _decide(jobs: list[_Job], handle: Handler, pool: ThreadPoolExecutor | None, 
     heartbeat goes on while they work: a slow tool is not a stalled worker)."""
     def run_all(mine: list[_Job]) -> None:
         for job in mine:
+            job.started = utcnow()
             try:
                 job.result = list(handle(job.asked, job.judged_by))
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the worker (logged below)
                 job.result = exc
+            job.ended = utcnow()
 
     by_run: dict[str, list[_Job]] = {}
     for job in jobs:

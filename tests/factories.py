@@ -43,12 +43,15 @@ METRICS = RunMetrics(tool_calls=1, tickets_created=0, emails_sent=0, cost_usd=0.
 OBS = ObservationCaptured(step_id="s1", tool="search_docs", status="ok", summary="refunds: 30 days")
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 def one_of_each() -> list[Record]:
     """A payload of every event type, with nested records, optionals set and unset."""
     payloads: list[Record] = [
         RunRequested(text="what is our refund policy?", idempotency_key="k1"),
         RunStarted(text="what is our refund policy?", route="support", idempotency_key="k1",
-                   requested_by="ana"),
+                   requested_by="ana", traceparent=TRACEPARENT),
         PlanGenerated(max_steps=3, budget_usd=0.5, steps=[PlanStep(
             id="s1", objective="find the policy", tool="search_docs",
             input_json='{"query": "refund"}', success_criteria="a passage is found")],

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from processors.models.chat import ChatClient
+from processors.models.chat import ChatClient, ChatReply
 from processors.models.errors import ModelError
 
 __all__ = ["OpenAICompatibleGrader", "GRADER_PROMPT"]
@@ -51,6 +51,8 @@ class OpenAICompatibleGrader:
                                 api_key_env=api_key_env, timeout_s=timeout_s,
                                 max_retries=max_retries, transport=transport)
         self.model = model
+        self.last_reply: ChatReply | None = None
+        """The last call's reply (its tokens, for the call's span), None until one answers."""
 
     def grade(self, *, request: str, answer: str, reference: str | None,
               criteria: Sequence[str]) -> float:
@@ -62,6 +64,7 @@ class OpenAICompatibleGrader:
         reply = self._chat.complete([{"role": "system", "content": GRADER_PROMPT},
                                      {"role": "user", "content": "\n\n".join(parts)}],
                                     temperature=0, json_schema=_SCHEMA)
+        self.last_reply = reply
         try:
             score = json.loads(reply.content)["score"]
             value = float(score)

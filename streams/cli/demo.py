@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from processors.planner_scripted import SAMPLE_REQUESTS
+from processors.spans import trace_id_of
 from schemas.events import Event, ResponseFinalized
 from sinks.metrics import metrics_query, replay_delta_query, run_facts_query
 from streams.alerts_demo import show_alert
@@ -22,6 +23,7 @@ from streams.query_api import QueryError, run_query
 from streams.render import timeline_table
 from streams.runs import request_run, wait_for_run
 from streams.supervisor import SupervisorError, up
+from streams.telemetry import trace_destination
 
 __all__ = ["demo"]
 
@@ -55,6 +57,7 @@ def demo(ctx: Context) -> None:
             con.print(Panel(final.text, title="answer", title_align="left", expand=False))
         con.print()
     _metrics(ctx, timelines, {run_id: name for name, _text, run_id in submitted})
+    _traces(ctx, timelines, {run_id: name for name, _text, run_id in submitted})
     show_alert(ctx)
     parked = [r for r, ev in timelines.items() if ev and ev[-1].event_type == "ApprovalRequested"]
     con.rule("[bold]go on")
@@ -73,6 +76,9 @@ def demo(ctx: Context) -> None:
          "-H 'content-type: application/json' -d '{\"text\": \"open a ticket: printer on fire\"}'"),
         "stop everything:             .venv/bin/agentlog down",
     ]
+    if not trace_destination():
+        lines.insert(-1, "spans to a collector:        .venv/bin/agentlog down && "
+                         "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 make demo")
     for line in lines:
         con.print("  " + line, soft_wrap=True)
 
@@ -106,6 +112,24 @@ def _metrics(ctx: Context, timelines: dict[str, list[Event]], names: dict[str, s
                   "ApprovalRequested as a violation), not yet as a success[/]")
     con.print()
     con.print(_scorecard(totals, replays[-1] if replays else None))
+
+
+def _traces(ctx: Context, timelines: dict[str, list[Event]], names: dict[str, str]) -> None:
+    """Where each run's spans went: one trace per run, its id the one RunStarted records."""
+    where = trace_destination()
+    if not where:
+        return
+    con = ctx.console
+    con.rule("[bold]traces")
+    con.print(f"[dim]each run is one trace, exported by every service to {where}; the services started "
+              "before the variable was set export nothing until they are started again[/]\n")
+    table = Table(title="one trace per run", title_justify="left")
+    table.add_column("run")
+    table.add_column("trace id", style="cyan")
+    for run_id, events in timelines.items():
+        table.add_row(names.get(run_id, run_id), trace_id_of(events) or "-")
+    con.print(table)
+    con.print()
 
 
 def _ms(value: float | None) -> str:

@@ -34,6 +34,8 @@ from processors.replay import DatasetError, RecordedRun, run_doc
 from processors.replay.candidates import CandidatesError
 from processors.replay.gate import Thresholds, gate
 from processors.replay.scoring import METRICS, SCORERS, model_scorer, policy_regressions, score_results
+from processors.spans import grader_span
+from streams import telemetry
 from streams.alerts_gates import record_verdict
 from streams.cli.common import Context, fail, pass_ctx
 from streams.models_config import ModelsConfigError
@@ -433,7 +435,37 @@ def _grader(ctx: Context, spec: str) -> tuple[Any, Any]:
         api_key=keys.get(provider.api_key_env) if provider.api_key_env else None,
         api_key_env=provider.api_key_env, timeout_s=provider.timeout_s,
         max_retries=provider.max_retries)
-    return made, made.close
+    if not telemetry.configure("grader"):
+        return made, made.close
+    traced = _TracedGrader(made, provider_name)
+    return traced, traced.close
+
+
+class _TracedGrader:
+    """A model grader whose every call is a `chat` span (when spans are exported)."""
+
+    def __init__(self, grader: Any, provider: str) -> None:
+        self.grader, self.provider = grader, provider
+
+    def close(self) -> None:
+        self.grader.close()
+        telemetry.shutdown()
+
+    def grade(self, **asked: Any) -> float:
+        started, score, error = datetime.now(UTC), None, None
+        self.grader.last_reply = None
+        try:
+            score = float(self.grader.grade(**asked))
+            return score
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            reply = self.grader.last_reply
+            telemetry.emit(grader_span(
+                provider=self.provider, model=self.grader.model, started=started, ended=datetime.now(UTC),
+                input_tokens=reply.input_tokens if reply else None,
+                output_tokens=reply.output_tokens if reply else None, score=score, error_type=error), None)
 
 
 def _store_scores(ctx: Context, directory: Path, scores: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import json
 import click
 
 from processors.replay.dataset import event_doc
+from processors.spans import trace_id_of
 from processors.state import fold
 from streams.cli.common import Context, fail, pass_ctx
 from streams.render import timeline_table
@@ -69,9 +70,11 @@ def show(ctx: Context, run_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"run_id": run_id, "status": state.status if state else "unknown",
                                "tenant_id": events[0].tenant_id, "answer": state.answer if state else None,
-                               "events": [event_doc(e) for e in events]}))
+                               "trace_id": trace_id_of(events), "events": [event_doc(e) for e in events]}))
         return
     ctx.console.print(timeline_table(run_id, events))
+    if (trace := trace_id_of(events)) is not None:
+        ctx.console.print(f"[dim]trace[/] {trace}")
     if state and state.answer:
         ctx.console.print(f"\n[bold]answer[/]\n{state.answer}")
 

@@ -25,9 +25,11 @@ from typing import NoReturn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.orchestrator import due_timers, handle
+from processors.spans import SpanSpec, log_spans, new_traceparent
 from processors.state import RunState
 from schemas.codec import EventCodec
-from schemas.events import Event
+from schemas.events import Event, RunRequested
+from streams import telemetry
 from streams.edge import Intake, LogUnavailable, Outbox, Poison, lag, next_batch, serve
 from streams.kafka import consumer, header, headers_for, make_codec, position, producer
 from streams.live_runs import LiveRuns
@@ -77,6 +79,8 @@ class Orchestrator:
         self.in_transaction = False
         self.ended: list[str] = []
         """Terminal statuses of the runs this transaction ends, counted once it commits."""
+        self.spans: list[tuple[SpanSpec, str | None]] = []
+        """The spans this transaction's events close, exported once it commits."""
         self.in_txn_end: dict[int, int] = {}
         """Per events partition, the offset after this transaction's last event (from the
         delivery reports): once it commits, where the committed events end."""
@@ -110,8 +114,8 @@ class Orchestrator:
                 record = Event.of(payload, run_id=run_id, seq=0, event_id=str(uuid.uuid4()),
                                   causation_id=cause, tenant_id=state.tenant_id, event_time=now,
                                   actor="timer")
-                self.timer_out.produce(self.settings.inbox_topic, key=run_id,
-                                       value=self.codec.encode(record), headers=headers_for(record))
+                self.timer_out.produce(self.settings.inbox_topic, key=run_id, value=self.codec.encode(record),
+                                       headers=headers_for(record, traceparent=state.traceparent))
                 sent.add(key)
                 self.ctx.log.info("timer: %s for %s (%s)", key[0], run_id, cause)
 
@@ -132,6 +136,7 @@ class Orchestrator:
         self.outbox.failures.clear()
         self.in_txn_end.clear()
         self.ended.clear()
+        self.spans.clear()
         self.out.begin_transaction()
         self.in_transaction = True
         for key, value, headers, partition in checkpoint:
@@ -150,6 +155,8 @@ class Orchestrator:
         self.out.poll(0)  # any delivery report the commit's flush left unserved
         for status in self.ended:
             RUNS.labels(status).inc()
+        for span, traceparent in self.spans:
+            telemetry.emit(span, traceparent)
         for p, end in self.in_txn_end.items():
             self.live.read_to[p] = max(self.live.read_to.get(p, 0), end)
         for run_id, (state, partition) in pending.items():
@@ -213,6 +220,10 @@ class Orchestrator:
             self.intake.park(msg, str(exc))
             return
         run_id = record.run_id
+        if isinstance(record.payload, RunRequested) and record.payload.traceparent is None:
+            # Every run has a trace: a producer that names none gets a fresh one.
+            record = record.model_copy(update={"payload": record.payload.model_copy(
+                update={"traceparent": new_traceparent()})})
         partition, _offset = position(msg)
         state = pending[run_id][0] if run_id in pending else self.live.get(run_id)
         if state is None and self.live.ended(run_id, partition):
@@ -229,6 +240,9 @@ class Orchestrator:
             self.intake.park(msg, outcome.dropped or "invalid")
         elif outcome.dropped:
             self.ctx.log.info("dropped %s for %s: %s", record.event_type, run_id, outcome.dropped)
+        trace = outcome.state.traceparent if outcome.state is not None else None
+        if telemetry.enabled():
+            self.spans.extend((span, trace) for span in log_spans(state, outcome.events, outcome.state))
         for event in outcome.events:
             if event.is_terminal:
                 self.ended.append(event.event_type.removeprefix("Run").lower())
@@ -236,7 +250,7 @@ class Orchestrator:
             # state is rebuilt from, whatever partitioner the requester used.
             self.outbox.produce(self.settings.events_topic, key=event.run_id,
                                 value=self.codec.encode(event), partition=partition,
-                                headers=headers_for(event))
+                                headers=headers_for(event, traceparent=trace))
         if outcome.state is not None and outcome.events:
             pending[run_id] = (outcome.state, partition)
 

@@ -45,6 +45,7 @@ def test_every_event_is_keyed_by_run_with_a_type_header_and_decodes_with_the_avs
     messages = [m for m in read_topic(stack, stack.settings.events_topic) if m.key() == run_id.encode()]
     assert len(messages) >= 6
     seqs: dict[str, list[int]] = {}
+    traces: set[bytes] = set()
     for m in messages:
         value = m.value()
         assert value[:2] == b"\xc3\x01"  # Avro single-object encoding
@@ -52,11 +53,16 @@ def test_every_event_is_keyed_by_run_with_a_type_header_and_decodes_with_the_avs
                                             return_record_name_override=True)
         assert m.key().decode() == record["run_id"]
         assert dict(m.headers())["event_type"].decode() == record["event_type"]
+        traces.add(dict(m.headers())["traceparent"])
+        if record["event_type"] == "RunStarted":
+            started_trace = record["payload"][1]["traceparent"]
         assert record["payload"][0] == "agentlog." + record["event_type"]
         assert m.partition() == partition_for(record["run_id"], stack.settings.partitions)
         seqs.setdefault(record["run_id"], []).append(record["seq"])
     for run_id, s in seqs.items():
         assert s == list(range(1, len(s) + 1)), f"run {run_id} has seq {s}"
+    # Every record of the run carries the W3C trace context its RunStarted records.
+    assert traces == {started_trace.encode()}
 
 
 def test_clickhouse_holds_exactly_the_events_of_the_log_each_once(stack: Stack):

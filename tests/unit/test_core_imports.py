@@ -10,10 +10,11 @@ CORE = [
     "processors.planning", "processors.guard", "processors.executor", "processors.responder",
     "processors.plan", "processors.planner_scripted", "processors.models", "policies",
     "processors.replay", "processors.replay.scoring", "processors.replay.gate",
-    "processors.replay.candidates", "processors.replay.memo",
+    "processors.replay.candidates", "processors.replay.memo", "processors.spans",
 ]
 FORBIDDEN = ["confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "httpx",
-             "requests", "urllib3", "fastapi", "uvicorn", "http.client", "smtplib", "sqlite3"]
+             "requests", "urllib3", "fastapi", "uvicorn", "http.client", "smtplib", "sqlite3",
+             "opentelemetry"]
 
 
 def test_core_modules_import_no_io_library():
