@@ -55,7 +55,8 @@ def main() -> None:
         print(f"{t:<15} {before['typed'][t]:>8.3f} {after['typed'][t]:>8.3f} {after['any'][t]:>16.3f}")
     for name, r in (("default", before), ("tuned", after)):
         print(f"{name}: precision {r['precision']:.4f} (share of redacted characters that were PII), "
-              f"{r['negatives']} characters redacted from the sentences without PII, {r['ms']:.2f} ms a sentence")
+              f"{r['negatives']} characters redacted from the sentences without PII, "
+              f"{r['ms']:.2f} ms a sentence")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,10 @@ from processors.memory.retrieval import HybridIndex, KeywordIndex
 from sinks.memory_store import MemoryStore
 from tests.benchmarks.retrieval_set import retrieval_set
 
-_FILLER = ("customer order invoice deploy service team billing report alert backup migration region "
-           "cluster ticket refund contract renewal discount latency release incident review budget "
-           "quota schema index cache queue worker export import api gateway partner vendor").split()
+_FILLER = ["customer", "order", "invoice", "deploy", "service", "team", "billing", "report", "alert",
+           "backup", "migration", "region", "cluster", "ticket", "refund", "contract", "renewal",
+           "discount", "latency", "release", "incident", "review", "budget", "quota", "schema", "index",
+           "cache", "queue", "worker", "export", "import", "api", "gateway", "partner", "vendor"]
 
 
 def quality(texts: dict[str, str], questions: list) -> dict[str, dict[int, float]]:

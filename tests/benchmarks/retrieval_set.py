@@ -52,6 +52,11 @@ FAMILIES: list[tuple[str, list[str]]] = [
 ]
 
 
+_CAPACITY = 1700
+"""Distinct (family, name) pairs, less a margin: 7 service families × 200 names + 3 customer
+families × 100."""
+
+
 @dataclass(frozen=True)
 class Question:
     id: str
@@ -74,7 +79,9 @@ def retrieval_set(*, memories: int = 1500, questions: int = 400, seed: int = 11
     texts: dict[str, str] = {}
     asks: list[tuple[str, str]] = []
     used: set[tuple[int, str]] = set()
-    while len(texts) < min(memories, 1700):
+    if memories > _CAPACITY:
+        raise ValueError(f"the families and names make {_CAPACITY} distinct memories at most")
+    while len(texts) < memories:
         f = rng.randrange(len(FAMILIES))
         template, qs = FAMILIES[f]
         stored, asked = _service_forms(rng)
