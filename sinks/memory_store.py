@@ -116,6 +116,17 @@ class MemoryStore:
     def opted_in(self, tenant_id: str) -> bool:
         return self.tenant_ttl(tenant_id) is not None
 
+    def tenants(self, *, now: datetime) -> list[tuple[str, int, int]]:
+        """Every opted-in tenant: (tenant, default lifetime in seconds, live memories)."""
+        rows = self._client.query(
+            "SELECT t.tenant_id, t.default_ttl_s, countIf(m.memory_id != '') FROM "
+            "(SELECT tenant_id, default_ttl_s FROM memory_tenants FINAL WHERE opted_in = 1) AS t "
+            "LEFT JOIN (SELECT tenant_id, memory_id FROM memories FINAL "
+            "WHERE expires_at > {now:DateTime64(3)}) AS m ON m.tenant_id = t.tenant_id "
+            "GROUP BY t.tenant_id, t.default_ttl_s ORDER BY t.tenant_id",
+            parameters={"now": now}).result_rows
+        return [(str(t), int(ttl), int(n)) for t, ttl, n in rows]
+
     # -- writes -----------------------------------------------------------------------------------
 
     def put(self, tenant_id: str, records: Sequence[MemoryRecord]) -> int:

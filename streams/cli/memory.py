@@ -39,8 +39,9 @@ def parse_duration(text: str) -> int:
 
 
 @contextmanager
-def open_store(settings: Settings) -> Iterator[MemoryStore]:
-    """The memory store of this installation, closed afterwards."""
+def open_store(settings: Settings, *, sweep: bool = False) -> Iterator[MemoryStore]:
+    """The memory store of this installation, closed afterwards; `sweep`: delete what has expired
+    first (every command that writes does, so expired rows do not wait for ClickHouse's TTL merges)."""
     if settings.clickhouse_url:
         store = MemoryStore.connect(url=settings.clickhouse_url, password=clickhouse_password(settings))
     else:
@@ -51,6 +52,8 @@ def open_store(settings: Settings) -> Iterator[MemoryStore]:
         except Exception as exc:  # noqa: BLE001 - chDB names the lock it could not take
             fail(f"the memory store at {path} cannot be opened: {exc}")
     try:
+        if sweep:
+            store.sweep(now=_now())
         yield store
     finally:
         store.close()
@@ -83,7 +86,7 @@ def memory() -> None:
 def opt_in(ctx: Context, tenant: str, ttl: str) -> None:
     """Turn long-term memory on for a tenant."""
     seconds = parse_duration(ttl)
-    with open_store(ctx.settings) as store:
+    with open_store(ctx.settings, sweep=True) as store:
         store.opt_in(tenant, default_ttl_s=seconds, now=_now())
     ctx.console.print(f"tenant {tenant} keeps memories (default lifetime {seconds} s)")
 
@@ -94,7 +97,7 @@ def opt_in(ctx: Context, tenant: str, ttl: str) -> None:
 @pass_ctx
 def opt_out(ctx: Context, tenant: str, as_json: bool) -> None:
     """Turn long-term memory off for a tenant and forget everything it kept."""
-    with open_store(ctx.settings) as store:
+    with open_store(ctx.settings, sweep=True) as store:
         gone = store.opt_out(tenant, now=_now())
     if as_json:
         click.echo(json.dumps({"tenant": tenant, "forgotten": gone}))
@@ -118,7 +121,7 @@ def import_cmd(ctx: Context, tenant: str, file: IO[str], as_json: bool) -> None:
             fail(f"line {number}: {exc}")
     from processors.memory.redaction import redactor
 
-    with open_store(ctx.settings) as store:
+    with open_store(ctx.settings, sweep=True) as store:
         ttl = store.tenant_ttl(tenant)
         if ttl is None:
             fail(f"tenant {tenant!r} has not opted in to long-term memory; nothing was stored "
@@ -177,13 +180,23 @@ def search(ctx: Context, tenant: str, subject: str | None, k: int, queries: IO[s
 
 
 @memory.command("list")
-@click.option("--tenant", required=True)
+@click.option("--tenant", default=None, help="Its memories; without it, the tenants that opted in.")
 @click.option("--subject", default=None)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def list_cmd(ctx: Context, tenant: str, subject: str | None, limit: int, as_json: bool) -> None:
-    """A tenant's live memories, newest first."""
+def list_cmd(ctx: Context, tenant: str | None, subject: str | None, limit: int, as_json: bool) -> None:
+    """A tenant's live memories, newest first; without --tenant, every tenant that opted in."""
+    if tenant is None:
+        with open_store(ctx.settings) as store:
+            tenants = store.tenants(now=_now())
+        if as_json:
+            click.echo(json.dumps([{"tenant": t, "default_ttl_s": ttl, "memories": n}
+                                   for t, ttl, n in tenants]))
+        else:
+            ctx.console.print(rows_table(["tenant", "default lifetime (s)", "live memories"],
+                                         [[t, ttl, n] for t, ttl, n in tenants]))
+        return
     with open_store(ctx.settings) as store:
         records = store.memories(tenant, subject=subject, now=_now(), limit=limit)
     rows = [{"id": r.memory_id, "subject": r.subject, "text": r.text, "created_at": r.created_at.isoformat(),
@@ -208,7 +221,7 @@ def forget(ctx: Context, tenant: str, memory_id: str | None, subject: str | None
     """Delete one memory (--id), a subject's (--subject) or all of a tenant's (--all)."""
     if sum([memory_id is not None, subject is not None, everything]) != 1:
         fail("give exactly one of --id, --subject, --all")
-    with open_store(ctx.settings) as store:
+    with open_store(ctx.settings, sweep=True) as store:
         gone = store.forget(tenant, memory_id=memory_id, subject=subject, everything=everything)
     if as_json:
         click.echo(json.dumps({"tenant": tenant, "forgotten": gone}))

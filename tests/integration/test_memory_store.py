@@ -140,6 +140,8 @@ def test_cli_import_needs_opt_in_then_stores_redacted_and_searches(cli, tmp_path
     assert json.loads(cli("memory", "list", "--tenant", "acme", "--json").output) == []
 
     assert cli("memory", "opt-in", "--tenant", "acme", "--ttl", "30d").exit_code == 0
+    assert json.loads(cli("memory", "list", "--json").output) == [
+        {"tenant": "acme", "default_ttl_s": 30 * 86400, "memories": 0}]
     done = cli("memory", "import", "--tenant", "acme", str(lines), "--json")
     assert json.loads(done.output)["stored"] == 2
 
@@ -171,9 +173,11 @@ def test_cli_import_needs_opt_in_then_stores_redacted_and_searches(cli, tmp_path
     ] == ["code"]
     assert cli("memory", "forget", "--tenant", "acme", "--id", "code").exit_code == 1
     assert cli("memory", "forget", "--tenant", "acme", "--id", "x", "--all").exit_code == 1
+    assert json.loads(cli("memory", "list", "--json").output)[0]["memories"] == 1
     gone = json.loads(cli("memory", "opt-out", "--tenant", "acme", "--json").output)["forgotten"]
     assert len(gone) == 1
     assert cli("memory", "import", "--tenant", "acme", str(lines)).exit_code == 1
+    assert json.loads(cli("memory", "list", "--json").output) == []
 
 
 def test_cli_redact_prints_one_line_per_input(cli):
