@@ -71,10 +71,15 @@ def _utc(value: datetime) -> datetime:
 class MemoryStore:
     """Memories of every tenant, one tenant per call."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, sole_writer: bool = False) -> None:
+        """sole_writer: no other process writes this store (chDB: one process per path), so the
+        index of a tenant changes only with this object's writes and a search asks the store nothing
+        to learn whether it is fresh."""
         self._client = client
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        self._sole_writer = sole_writer
+        self._writes: dict[str, int] = {}
 
     @classmethod
     def connect(cls, *, url: str | None, chdb_path: str | None = None,
@@ -82,7 +87,8 @@ class MemoryStore:
         """A server by `url`, else the embedded chDB at `chdb_path` (owned by this process)."""
         if not url:
             assert chdb_path, "chDB needs a path"
-        store = cls(clickhouse_connect.get_client(dsn=url or f"chdb://{chdb_path}", password=password or ""))
+        store = cls(clickhouse_connect.get_client(dsn=url or f"chdb://{chdb_path}", password=password or ""),
+                    sole_writer=not url)
         store.ensure_schema()
         return store
 
@@ -140,7 +146,13 @@ class MemoryStore:
             rows = [[r.tenant_id, r.memory_id, r.subject, r.text, r.created_at, r.expires_at, r.source,
                      r.run_id, json.dumps(dict(r.metadata), sort_keys=True, default=str)] for r in records]
             self._client.insert("memories", rows, column_names=_COLUMNS)
+            self._wrote(tenant_id)
         return len(records)
+
+    def _wrote(self, tenant_id: str | None) -> None:
+        with self._lock:
+            for tenant in [tenant_id] if tenant_id is not None else list(self._cache):
+                self._writes[tenant] = self._writes.get(tenant, 0) + 1
 
     def forget(self, tenant_id: str, *, memory_id: str | None = None, subject: str | None = None,
                everything: bool = False) -> list[str]:
@@ -157,6 +169,7 @@ class MemoryStore:
             parameters=params).result_rows]
         if ids:
             self._client.command(f"DELETE FROM memories WHERE {where}", parameters=params)
+            self._wrote(tenant_id)
         return ids
 
     def sweep(self, *, now: datetime) -> int:
@@ -167,6 +180,7 @@ class MemoryStore:
         if gone:
             self._client.command("DELETE FROM memories WHERE expires_at <= {now:DateTime64(3)}",
                                  parameters=params)
+            self._wrote(None)
         return gone
 
     # -- reads ------------------------------------------------------------------------------------
@@ -204,12 +218,18 @@ class MemoryStore:
                 for h in cached.index.search(query, k=k, mask=mask)]
 
     def _index(self, tenant_id: str) -> _Cached:
-        # The index is rebuilt when the tenant's rows change (their count or the latest write),
-        # from whichever process wrote them: one small aggregate per search.
-        stamp_row = self._client.query(
-            "SELECT count(), max(stored_at) FROM memories WHERE tenant_id = {t:String}",
-            parameters={"t": tenant_id}).result_rows[0]
-        stamp = (int(stamp_row[0]), stamp_row[1])
+        # The index is rebuilt when the tenant's rows change. With other writers (a server), that is
+        # their count or latest write, asked at every search (one small aggregate, ~5 ms on chDB);
+        # as the sole writer, this object's own writes tell.
+        stamp: tuple[int, Any]
+        if self._sole_writer:
+            with self._lock:
+                stamp = (self._writes.get(tenant_id, 0), None)
+        else:
+            stamp_row = self._client.query(
+                "SELECT count(), max(stored_at) FROM memories WHERE tenant_id = {t:String}",
+                parameters={"t": tenant_id}).result_rows[0]
+            stamp = (int(stamp_row[0]), stamp_row[1])
         with self._lock:
             cached = self._cache.get(tenant_id)
             if cached is not None and cached.stamp == stamp:

@@ -188,3 +188,19 @@ def test_cli_redact_prints_one_line_per_input(cli):
         {"text": "nothing", "entities": []},
     ]
     assert cli("memory", "redact", "-", input="not json\n").exit_code == 1
+
+
+def test_a_search_sees_what_another_writer_stored(store, tmp_path):
+    """Against a server other processes write too: the index follows their writes and deletes."""
+    import clickhouse_connect
+
+    other = MemoryStore(clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'memory'}"))
+    store.opt_in("acme", now=NOW)
+    remember(store, "acme", ImportItem("the staging cluster is in Frankfurt"))
+    assert len(other.search("acme", "staging cluster", now=NOW)) == 1
+    [later] = remember(store, "acme", ImportItem("the production cluster is in Dublin"))
+    assert len(other.search("acme", "cluster", now=NOW)) == 2
+    store.forget("acme", memory_id=later.memory_id)
+    assert [f.memory.text for f in other.search("acme", "cluster", now=NOW)] == [
+        "the staging cluster is in Frankfurt"
+    ]
