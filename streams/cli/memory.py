@@ -2,7 +2,8 @@
 and the PII redactor on its own (`memory redact`).
 
 Memories live in ClickHouse (`AGENTLOG_CLICKHOUSE_URL`) or in chDB under `<home>/memory`, a path
-of its own: chDB allows one process per path, and the events' path belongs to the sink.
+of its own (the events' path belongs to the sink); while the memory service runs, it owns that
+path and these commands ask it (`streams/memory_ops.py`).
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
 
-from processors.memory.records import DEFAULT_TTL_S, ImportError_, parse_item, prepare
-from sinks.memory_store import MemoryStore, NotOptedIn
+from processors.memory.records import DEFAULT_TTL_S
 from streams.cli.common import Context, fail, pass_ctx
-from streams.query_api import clickhouse_password
+from streams.memory_ops import MemoryOps, MemoryRefused, memory_ops
 from streams.render import rows_table
 from streams.settings import Settings
 
-__all__ = ["memory", "open_store", "parse_duration"]
+__all__ = ["memory", "parse_duration"]
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -39,31 +38,19 @@ def parse_duration(text: str) -> int:
 
 
 @contextmanager
-def open_store(settings: Settings, *, sweep: bool = False) -> Iterator[MemoryStore]:
-    """The memory store of this installation, closed afterwards; `sweep`: delete what has expired
-    first (every command that writes does, so expired rows do not wait for ClickHouse's TTL merges)."""
-    if settings.clickhouse_url:
-        store = MemoryStore.connect(url=settings.clickhouse_url, password=clickhouse_password(settings))
-    else:
-        path = settings.path("memory")
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            store = MemoryStore.connect(url=None, chdb_path=str(path))
-        except Exception as exc:  # noqa: BLE001 - chDB names the lock it could not take
-            fail(f"the memory store at {path} cannot be opened: {exc}")
+def _ops(settings: Settings, *, sweep: bool = False) -> Iterator[MemoryOps]:
+    """The memory operations; a refusal or a store that cannot be opened is an error, exit 1.
+    Every command that writes sweeps expired memories first (the service sweeps on its own)."""
     try:
-        if sweep:
-            store.sweep(now=_now())
-        yield store
-    finally:
-        store.close()
+        with memory_ops(settings, sweep=sweep) as ops:
+            yield ops
+    except MemoryRefused as exc:
+        fail(str(exc))
+    except RuntimeError as exc:  # chDB names the lock it could not take; the service its answer
+        fail(f"the memory store cannot be used: {exc}")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _lines(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+def _lines(stream: IO[str]) -> Iterator[tuple[int, Any]]:
     for number, raw in enumerate(stream, 1):
         if not raw.strip():
             continue
@@ -86,8 +73,8 @@ def memory() -> None:
 def opt_in(ctx: Context, tenant: str, ttl: str) -> None:
     """Turn long-term memory on for a tenant."""
     seconds = parse_duration(ttl)
-    with open_store(ctx.settings, sweep=True) as store:
-        store.opt_in(tenant, default_ttl_s=seconds, now=_now())
+    with _ops(ctx.settings, sweep=True) as ops:
+        ops.opt_in(tenant, ttl_s=seconds)
     ctx.console.print(f"tenant {tenant} keeps memories (default lifetime {seconds} s)")
 
 
@@ -97,12 +84,12 @@ def opt_in(ctx: Context, tenant: str, ttl: str) -> None:
 @pass_ctx
 def opt_out(ctx: Context, tenant: str, as_json: bool) -> None:
     """Turn long-term memory off for a tenant and forget everything it kept."""
-    with open_store(ctx.settings, sweep=True) as store:
-        gone = store.opt_out(tenant, now=_now())
+    with _ops(ctx.settings, sweep=True) as ops:
+        done = ops.opt_out(tenant)
     if as_json:
-        click.echo(json.dumps({"tenant": tenant, "forgotten": gone}))
+        click.echo(json.dumps(done))
     else:
-        ctx.console.print(f"tenant {tenant} keeps no memories; {len(gone)} forgotten")
+        ctx.console.print(f"tenant {tenant} keeps no memories; {len(done['forgotten'])} forgotten")
 
 
 @memory.command("import")
@@ -113,37 +100,14 @@ def opt_out(ctx: Context, tenant: str, as_json: bool) -> None:
 def import_cmd(ctx: Context, tenant: str, file: IO[str], as_json: bool) -> None:
     """Store the memories of a JSONL file (`{"id"?, "text", "subject"?, "created_at"?, "ttl_s"?,
     "metadata"?}` a line), redacted. Nothing is stored unless every line is valid."""
-    items = []
-    for number, line in _lines(file):
-        try:
-            items.append(parse_item(line))
-        except ImportError_ as exc:
-            fail(f"line {number}: {exc}")
-    from processors.memory.redaction import redactor
-
-    with open_store(ctx.settings, sweep=True) as store:
-        ttl = store.tenant_ttl(tenant)
-        if ttl is None:
-            fail(f"tenant {tenant!r} has not opted in to long-term memory; nothing was stored "
-                 f"(agentlog memory opt-in --tenant {tenant})")
-        now = _now()
-        records = prepare(items, tenant_id=tenant, redactor=redactor(), default_ttl_s=ttl, now=now)
-        try:
-            store.put(tenant, records)
-        except NotOptedIn as exc:
-            fail(str(exc))
-    skipped = len(items) - len(records)
+    lines = [line for _, line in _lines(file)]
+    with _ops(ctx.settings, sweep=True) as ops:
+        done = ops.import_lines(tenant, lines)
     if as_json:
-        click.echo(json.dumps({"tenant": tenant, "stored": len(records), "expired": skipped,
-                               "ids": [r.memory_id for r in records]}))
+        click.echo(json.dumps(done))
     else:
-        ctx.console.print(f"stored {len(records)} memories for tenant {tenant}"
-                          + (f" ({skipped} already expired, left out)" if skipped else ""))
-
-
-def _result(found: Any) -> dict[str, Any]:
-    return {"id": found.memory.memory_id, "text": found.memory.text, "score": round(found.score, 6),
-            "expires_at": found.memory.expires_at.isoformat()}
+        ctx.console.print(f"stored {done['stored']} memories for tenant {tenant}"
+                          + (f" ({done['expired']} already expired, left out)" if done["expired"] else ""))
 
 
 @memory.command("search")
@@ -160,22 +124,21 @@ def search(ctx: Context, tenant: str, subject: str | None, k: int, queries: IO[s
     """The memories of a tenant that answer QUERY best (expired ones never)."""
     if (query is None) == (queries is None):
         fail("give a QUERY or --queries FILE, one of them")
-    with open_store(ctx.settings) as store:
+    with _ops(ctx.settings) as ops:
         if queries is not None:
             for number, line in _lines(queries):
                 if not isinstance(line, dict) or "id" not in line or not isinstance(line.get("query"), str):
                     fail(f"line {number}: expected {{\"id\", \"query\"}}")
-                found = store.search(tenant, line["query"], k=k, subject=subject, now=_now())
-                click.echo(json.dumps({"id": line["id"], "results": [_result(f) for f in found]}))
+                found = ops.search(tenant, line["query"], k=k, subject=subject)
+                click.echo(json.dumps({"id": line["id"], "results": found}))
             return
         assert query is not None
-        found = store.search(tenant, query, k=k, subject=subject, now=_now())
+        found = ops.search(tenant, query, k=k, subject=subject)
     if as_json:
-        click.echo(json.dumps({"query": query, "results": [_result(f) for f in found]}))
+        click.echo(json.dumps({"query": query, "results": found}))
         return
     ctx.console.print(rows_table(["id", "score", "expires", "text"],
-                                 [[f.memory.memory_id, f"{f.score:.4f}",
-                                   f.memory.expires_at.isoformat(timespec="seconds"), f.memory.text]
+                                 [[f["id"], f"{f['score']:.4f}", f["expires_at"][:19], f["text"]]
                                   for f in found]))
 
 
@@ -187,26 +150,18 @@ def search(ctx: Context, tenant: str, subject: str | None, k: int, queries: IO[s
 @pass_ctx
 def list_cmd(ctx: Context, tenant: str | None, subject: str | None, limit: int, as_json: bool) -> None:
     """A tenant's live memories, newest first; without --tenant, every tenant that opted in."""
-    if tenant is None:
-        with open_store(ctx.settings) as store:
-            tenants = store.tenants(now=_now())
-        if as_json:
-            click.echo(json.dumps([{"tenant": t, "default_ttl_s": ttl, "memories": n}
-                                   for t, ttl, n in tenants]))
-        else:
-            ctx.console.print(rows_table(["tenant", "default lifetime (s)", "live memories"],
-                                         [[t, ttl, n] for t, ttl, n in tenants]))
-        return
-    with open_store(ctx.settings) as store:
-        records = store.memories(tenant, subject=subject, now=_now(), limit=limit)
-    rows = [{"id": r.memory_id, "subject": r.subject, "text": r.text, "created_at": r.created_at.isoformat(),
-             "expires_at": r.expires_at.isoformat(), "source": r.source} for r in records]
+    with _ops(ctx.settings) as ops:
+        rows = ops.tenants() if tenant is None else ops.memories(tenant, subject=subject, limit=limit)
     if as_json:
         click.echo(json.dumps(rows))
-        return
-    ctx.console.print(rows_table(["id", "subject", "expires", "text"],
-                                 [[r["id"], r["subject"], r["expires_at"][:19], r["text"]] for r in rows]))
-    ctx.console.print(f"[dim]{len(rows)} memory(ies)[/]")
+    elif tenant is None:
+        ctx.console.print(rows_table(["tenant", "default lifetime (s)", "live memories"],
+                                     [[r["tenant"], r["default_ttl_s"], r["memories"]] for r in rows]))
+    else:
+        ctx.console.print(rows_table(["id", "subject", "expires", "text"],
+                                     [[r["id"], r["subject"], r["expires_at"][:19], r["text"]]
+                                      for r in rows]))
+        ctx.console.print(f"[dim]{len(rows)} memory(ies)[/]")
 
 
 @memory.command("forget")
@@ -218,16 +173,17 @@ def list_cmd(ctx: Context, tenant: str | None, subject: str | None, limit: int, 
 @pass_ctx
 def forget(ctx: Context, tenant: str, memory_id: str | None, subject: str | None, everything: bool,
            as_json: bool) -> None:
-    """Delete one memory (--id), a subject's (--subject) or all of a tenant's (--all)."""
+    """Delete one memory (--id), a subject's (--subject) or all of a tenant's (--all); exit 1 when
+    --id names no memory of the tenant."""
     if sum([memory_id is not None, subject is not None, everything]) != 1:
         fail("give exactly one of --id, --subject, --all")
-    with open_store(ctx.settings, sweep=True) as store:
-        gone = store.forget(tenant, memory_id=memory_id, subject=subject, everything=everything)
+    with _ops(ctx.settings, sweep=True) as ops:
+        done = ops.forget(tenant, memory_id=memory_id, subject=subject, everything=everything)
     if as_json:
-        click.echo(json.dumps({"tenant": tenant, "forgotten": gone}))
+        click.echo(json.dumps(done))
     else:
-        ctx.console.print(f"forgot {len(gone)} memory(ies) of tenant {tenant}")
-    if memory_id is not None and not gone:
+        ctx.console.print(f"forgot {len(done['forgotten'])} memory(ies) of tenant {tenant}")
+    if memory_id is not None and not done["forgotten"]:
         raise SystemExit(1)
 
 

@@ -14,6 +14,7 @@ from processors.memory.records import ImportItem, prepare
 from processors.memory.redaction import redactor
 from sinks.memory_store import MemoryStore, NotOptedIn
 from streams.cli import main
+from tests.free_ports import free_ports
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -116,11 +117,11 @@ def test_search_by_subject_and_a_stored_id_replaced(store):
 def cli(tmp_path_factory):
     home = tmp_path_factory.mktemp("memory-home")
     runner = CliRunner()
+    # Nothing answers on this port: the commands open the store themselves.
+    env = {"AGENTLOG_HOME": str(home), "AGENTLOG_MEMORY_PORT": str(free_ports(1)[0])}
 
     def run(*args: str, input: str | None = None):
-        return runner.invoke(
-            main, list(args), input=input, env={"AGENTLOG_HOME": str(home)}, catch_exceptions=False
-        )
+        return runner.invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
     return run
 
