@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-__all__ = ["MemoryRecord", "Redactor", "RedactedText", "ImportItem", "ImportError_", "parse_item", "prepare",
+__all__ = ["MemoryRecord", "Redactor", "RedactedText", "ImportItem", "InvalidLine", "parse_item", "prepare",
            "memory_id", "DEFAULT_TTL_S", "MAX_TEXT"]
 
 DEFAULT_TTL_S = 30 * 86_400
@@ -61,7 +61,7 @@ class ImportItem:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-class ImportError_(ValueError):
+class InvalidLine(ValueError):
     """A line of an import file that is not a memory (the message says why)."""
 
 
@@ -71,33 +71,33 @@ _KEYS = {"id", "text", "subject", "created_at", "ttl_s", "metadata"}
 def parse_item(line: Mapping[str, Any]) -> ImportItem:
     """One JSONL line of `agentlog memory import`, checked field by field."""
     if not isinstance(line, Mapping):
-        raise ImportError_("a line must be a JSON object")
+        raise InvalidLine("a line must be a JSON object")
     unknown = set(line) - _KEYS
     if unknown:
-        raise ImportError_(f"unknown field(s) {sorted(unknown)}; expected {sorted(_KEYS)}")
+        raise InvalidLine(f"unknown field(s) {sorted(unknown)}; expected {sorted(_KEYS)}")
     text = line.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise ImportError_("`text` must be a non-empty string")
+        raise InvalidLine("`text` must be a non-empty string")
     if len(text) > MAX_TEXT:
-        raise ImportError_(f"`text` has {len(text)} characters; at most {MAX_TEXT}")
+        raise InvalidLine(f"`text` has {len(text)} characters; at most {MAX_TEXT}")
     ident, subject = line.get("id"), line.get("subject", "")
     if ident is not None and (not isinstance(ident, str) or not ident or len(ident) > 128):
-        raise ImportError_("`id` must be a string of 1 to 128 characters")
+        raise InvalidLine("`id` must be a string of 1 to 128 characters")
     if not isinstance(subject, str) or len(subject) > 256:
-        raise ImportError_("`subject` must be a string of at most 256 characters")
+        raise InvalidLine("`subject` must be a string of at most 256 characters")
     ttl = line.get("ttl_s")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
-        raise ImportError_("`ttl_s` must be a positive whole number of seconds")
+        raise InvalidLine("`ttl_s` must be a positive whole number of seconds")
     metadata = line.get("metadata", {})
     if not isinstance(metadata, Mapping):
-        raise ImportError_("`metadata` must be an object")
+        raise InvalidLine("`metadata` must be an object")
     created = line.get("created_at")
     at: datetime | None = None
     if created is not None:
         try:
             at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
         except ValueError:
-            raise ImportError_(f"`created_at` {created!r} is not an ISO 8601 time") from None
+            raise InvalidLine(f"`created_at` {created!r} is not an ISO 8601 time") from None
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
     return ImportItem(text=text, id=ident, subject=subject, created_at=at, ttl_s=ttl, metadata=dict(metadata))
 

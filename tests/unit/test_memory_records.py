@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from processors.memory.records import ImportError_, ImportItem, parse_item, prepare
+from processors.memory.records import ImportItem, InvalidLine, parse_item, prepare
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -38,7 +38,7 @@ class FakeRedactor:
     ],
 )
 def test_bad_lines_say_why(line, says):
-    with pytest.raises(ImportError_, match=says):
+    with pytest.raises(InvalidLine, match=says):
         parse_item(line)
 
 
