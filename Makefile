@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 COLLECTOR := infra/otel/bin/otelcol-agentlog
 
-.PHONY: demo lint test test-unit crash collector down clean
+.PHONY: demo lint test test-unit crash collector down clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,7 +32,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint infra/kafka/libs/.fetched $(COLLECTOR)
+# The console's browser tests drive Debian's chromium (installed once, with apt).
+browser:
+	sh infra/install-browser.sh
+
+test: lint infra/kafka/libs/.fetched $(COLLECTOR) browser
 	$(VENV)/bin/pytest -q
 
 crash: $(STAMP) infra/kafka/libs/.fetched

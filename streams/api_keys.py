@@ -98,7 +98,8 @@ class KeyStore:
         tmp.replace(self.path)  # atomic: the gateway never reads half a file
 
 
-def ensure_local_key(store: KeyStore, secret_file: Path, *, tenant_id: str) -> str:
+def ensure_local_key(store: KeyStore, secret_file: Path, *, tenant_id: str,
+                     name: str = LOCAL_KEY_NAME) -> str:
     """The local default key (all roles, the default tenant), made the first time.
 
     Its secret is kept in `secret_file` (mode 600) so `agentlog up` can print it again: a
@@ -108,7 +109,7 @@ def ensure_local_key(store: KeyStore, secret_file: Path, *, tenant_id: str) -> s
         secret = secret_file.read_text().strip()
         if store.lookup(secret) is not None:
             return secret
-    _, secret = store.create(tenant_id=tenant_id, name=LOCAL_KEY_NAME)
+    _, secret = store.create(tenant_id=tenant_id, name=name)
     secret_file.parent.mkdir(parents=True, exist_ok=True)
     secret_file.write_text(secret + "\n")
     os.chmod(secret_file, 0o600)

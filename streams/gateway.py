@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from processors.replay.dataset import event_doc
@@ -47,6 +48,7 @@ from sinks.metrics import metrics_query, parse_keys, parse_time, replay_delta_qu
 from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.claims import Claims, Places
+from streams.console.api import add_console
 from streams.gateway_memory import add_memory_routes
 from streams.gateway_schema import (
     EVENT_FRAME,
@@ -74,6 +76,7 @@ from streams.metrics_export import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from streams.metrics_export import render as render_metrics
 from streams.models_config import load_models_config
 from streams.query_api import QueryError, run_query
+from streams.render import event_summary
 from streams.run_reads import RunReader
 from streams.run_reads import RunView as ReadView
 from streams.runs import (
@@ -143,6 +146,11 @@ def _frame(kind: str, data: Any, *, seq: int | None = None) -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
+def _doc(event: Event) -> dict[str, Any]:
+    """An event as the API shows it: as a dataset holds it, with the line `runs show` prints."""
+    return {**event_doc(event), "summary": event_summary(event)}
+
+
 def _already_decided(run_id: str, events: list[Event]) -> str | None:
     """Who decided the run's latest parked call, if someone (or the clock) did."""
     for event in reversed(events):
@@ -155,6 +163,13 @@ def _already_decided(run_id: str, events: list[Event]) -> str | None:
             case ApprovalRequested():
                 return None
     return None
+
+
+def _approver(named: str, key: ApiKey) -> str:
+    """Who decided, as the log records it: the key that signed the request always, beside the name
+    the request gives when that is not the key's own identity."""
+    identity = f"{key.name} (key {key.id})"
+    return identity if named.strip() == identity else f"{named.strip()} · {identity}"
 
 
 def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI:
@@ -174,7 +189,12 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         message = str(exc.detail)
         if message in (s.phrase for s in HTTPStatus):  # the router's own 404 and 405
             message = f"{message}: {request.method} {request.url.path}"
-        return _error(exc.status_code, message, exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # the router names the methods of the first route of the path only
+            allowed = {m for r in app.routes if isinstance(r, Route) and r.methods
+                       and r.matches(request.scope)[0] is Match.PARTIAL for m in r.methods}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return _error(exc.status_code, message, headers)
 
     @app.exception_handler(LogUnavailable)
     @app.exception_handler(KafkaException)
@@ -267,7 +287,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             for event in events:
                 state = evolve(state, event)
                 sent = event.seq
-                yield _frame(event.event_type, event_doc(event), seq=event.seq)
+                yield _frame(event.event_type, _doc(event), seq=event.seq)
                 if state.terminal:
                     yield _frame("end", {"status": state.status})
                     return
@@ -288,6 +308,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                 yield _frame("error", error_body(status, f"the run cannot be read now: {exc}"))
                 return
         yield _frame("end", {"status": state.status if state else "unknown"})
+
+    add_console(app, settings, caller=caller, needs=needs)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -335,7 +357,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
     def get_run(run_id: RunId, key: Annotated[ApiKey, needs("read")]) -> RunView:
         events = own_run(run_id, key)
         return RunView(run_id=run_id, status=run_status(events), trace_id=trace_id_of(events),
-                       events=[EventDoc.model_validate(event_doc(e)) for e in events])
+                       events=[EventDoc.model_validate(_doc(e)) for e in events])
 
     @app.get("/v1/runs/{run_id}/events", response_class=_EventStream, status_code=200,
              responses={200: {"description": "Server-sent events: the run's events, then `end`.",
@@ -431,7 +453,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             status = state.status if state else "unknown"
             raise HTTPException(409, _already_decided(run_id, events)
                                 or f"run {run_id} is not waiting for an approval (it is {status})")
-        mine = _Decided(uuid.uuid4().hex, approve, body.approver)
+        mine = _Decided(uuid.uuid4().hex, approve, _approver(body.approver, key))
         holder = await calls_decided.claim(state.parked_event_id, mine)
         step = state.parked.step_id if state.parked else None
         if holder != mine:
@@ -439,7 +461,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
                                      f"by {holder.approver}")
         try:
             await run_in_threadpool(lambda: decide(settings, producer, codec, run_id, approve=approve,
-                                                   approver=body.approver, reason=body.reason, events=events))
+                                                   approver=mine.approver, reason=body.reason, events=events))
         except NotWaiting as exc:
             calls_decided.release(state.parked_event_id, mine)
             raise HTTPException(409, str(exc)) from None

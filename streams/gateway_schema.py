@@ -102,6 +102,7 @@ class EventDoc(BaseModel):
     event_id: str
     causation_id: str | None
     payload: dict[str, Any]
+    summary: str = Field(description="What happened, in one line, as `agentlog runs show` prints it.")
 
 
 class RunView(BaseModel):

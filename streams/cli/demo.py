@@ -16,7 +16,7 @@ from processors.spans import trace_id_of
 from schemas.events import Event, ResponseFinalized
 from sinks.metrics import metrics_query, replay_delta_query, run_facts_query
 from streams.alerts_demo import show_alert
-from streams.api_keys import local_key_file
+from streams.api_keys import KeyStore, api_keys_file, ensure_local_key, local_key_file
 from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.metrics import fetch
 from streams.query_api import QueryError, run_query
@@ -81,6 +81,12 @@ def demo(ctx: Context) -> None:
                          "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 make demo")
     for line in lines:
         con.print("  " + line, soft_wrap=True)
+    # The demo's runs are tenant `demo`'s: the console shows them to a key of that tenant.
+    key = ensure_local_key(KeyStore(api_keys_file(settings)), settings.path("gateway", "demo_api_key"),
+                           tenant_id="demo", name="demo-console")
+    con.print(f"\n[bold]web console:[/] http://127.0.0.1:{settings.gateway_port}/ · sign in with the demo "
+              f"tenant's key {key}" + (" (the parked e-mail waits under Approvals)" if parked else ""),
+              soft_wrap=True)
 
 
 def _metrics(ctx: Context, timelines: dict[str, list[Event]], names: dict[str, str]) -> None:

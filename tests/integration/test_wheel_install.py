@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.free_ports import free_ports
@@ -229,6 +230,11 @@ def test_agentlog_demo_runs_end_to_end_from_the_installed_wheel(install, tmp_pat
         assert demo.returncode == 0, f"{demo.stdout}\n{demo.stderr}"
         stored = re.search(r"(\d+) events stored for these 5 runs \(the log holds (\d+)\)", demo.stdout)
         assert stored and stored.group(1) == stored.group(2), demo.stdout
+        # It ends with the console's address, and the installed package serves the console's files.
+        last_line = demo.stdout.strip().splitlines()[-1]
+        assert f"web console: http://127.0.0.1:{gateway}/" in last_line, demo.stdout
+        for path in ("/", "/console/console.js", "/console/console.css"):
+            assert httpx.get(f"http://127.0.0.1:{gateway}{path}", timeout=10).status_code == 200, path
 
         def sql(query: str) -> list[dict]:  # type: ignore[type-arg]
             return json.loads(_run([agentlog, "sql", query, "--json"], cwd=tmp_path, env=env).stdout)
