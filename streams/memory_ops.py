@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from processors.memory.records import DEFAULT_TTL_S, ImportError_, parse_item, prepare
+from processors.memory.records import DEFAULT_TTL_S, InvalidLine, parse_item, prepare
 from sinks.memory_store import Found, MemoryStore, NotOptedIn
 from streams.query_api import clickhouse_password, query_token
 from streams.settings import Settings
@@ -82,7 +82,7 @@ class LocalMemory:
         for number, line in enumerate(lines, 1):
             try:
                 items.append(parse_item(line))
-            except ImportError_ as exc:
+            except InvalidLine as exc:
                 raise MemoryRefused(f"line {number}: {exc}") from None
         ttl = self.store.tenant_ttl(tenant)
         if ttl is None:
