@@ -25,7 +25,7 @@ from streams.query_api import clickhouse_password, query_token
 from streams.settings import Settings
 
 __all__ = ["MemorySettings", "MemoryOps", "LocalMemory", "RemoteMemory", "MemoryRefused", "memory_ops",
-           "open_local", "owner_alive"]
+           "open_local", "owner_alive", "memory_opted_in"]
 
 
 class MemorySettings(BaseSettings):
@@ -120,6 +120,9 @@ class LocalMemory:
         return {"tenant": tenant, "forgotten": self.store.forget(tenant, memory_id=memory_id, subject=subject,
                                                                  everything=everything)}
 
+    def opted_in(self, tenant: str) -> bool:
+        return self.store.opted_in(tenant)
+
     def call(self, op: str, body: Mapping[str, Any]) -> Any:
         """One operation by name with its JSON arguments (what the loopback API receives)."""
         args = dict(body)
@@ -128,6 +131,8 @@ class LocalMemory:
             return self.tenants()
         if not tenant:
             raise MemoryRefused("a tenant is required")
+        if op == "opted_in":
+            return self.opted_in(tenant)
         methods: dict[str, Callable[..., Any]] = {
             "opt_in": self.opt_in, "opt_out": self.opt_out, "import_lines": self.import_lines,
             "search": self.search, "memories": self.memories, "forget": self.forget}
@@ -144,8 +149,8 @@ class RemoteMemory:
         self._settings = settings
         self._port = memory.port
 
-    def _call(self, op: str, **body: Any) -> Any:
-        conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=120)
+    def _call(self, op: str, *, timeout_s: float = 120.0, **body: Any) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=timeout_s)
         try:
             conn.request("POST", f"/{op}", body=json.dumps(body),
                          headers={"Content-Type": "application/json",
@@ -178,6 +183,9 @@ class RemoteMemory:
     def tenants(self) -> list[dict[str, Any]]:
         return list(self._call("tenants"))
 
+    def opted_in(self, tenant: str, *, timeout_s: float = 120.0) -> bool:
+        return bool(self._call("opted_in", tenant=tenant, timeout_s=timeout_s))
+
     def forget(self, tenant: str, *, memory_id: str | None, subject: str | None,
                everything: bool) -> dict[str, Any]:
         return dict(self._call("forget", tenant=tenant, memory_id=memory_id, subject=subject,
@@ -194,6 +202,15 @@ def owner_alive(settings: Settings, memory: MemorySettings) -> bool:
         return False
     finally:
         conn.close()
+
+
+def memory_opted_in(settings: Settings, tenant: str, *, timeout_s: float = 0.5) -> bool:
+    """Whether `tenant` has opted in, as the memory service says within `timeout_s`; False when it
+    does not answer (a run is never held up by memory: it goes without)."""
+    try:
+        return RemoteMemory(settings, MemorySettings()).opted_in(tenant, timeout_s=timeout_s)
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return False
 
 
 def open_local(settings: Settings) -> MemoryStore:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from processors.memory.records import MAX_TEXT, ImportItem
 from schemas.events import Event, ResponseFinalized, RunCompleted, RunStarted
 
-__all__ = ["memories_of_run", "retrieval_query", "KEPT_OUTCOMES"]
+__all__ = ["memories_of_run", "memories_of_finished", "retrieval_query", "KEPT_OUTCOMES"]
 
 KEPT_OUTCOMES = frozenset({"succeeded", "partial"})
 _REMEMBER = re.compile(r"^\s*(?:please\s+)?(?:remember|note|keep in mind)\s*(?:that|:)?\s+(?P<fact>.+)$",
@@ -34,15 +34,25 @@ def memories_of_run(events: Sequence[Event]) -> list[ImportItem]:
     completed = next((e.payload for e in events if isinstance(e.payload, RunCompleted)), None)
     answer = next((e.payload.text for e in reversed(events) if isinstance(e.payload, ResponseFinalized)),
                   None)
-    if started is None or completed is None or completed.outcome not in KEPT_OUTCOMES:
+    if started is None or completed is None:
         return []
-    run_id = events[0].run_id
+    return memories_of_finished(run_id=events[0].run_id, request=started.text, answer=answer,
+                                outcome=completed.outcome, subject=started.memory_subject or "")
+
+
+def memories_of_finished(*, run_id: str, request: str, answer: str | None, outcome: str,
+                         subject: str = "") -> list[ImportItem]:
+    """The memories of a run that ends with `outcome` and `answer` (known once its response is
+    final, before RunCompleted is appended), about `subject`."""
+    if outcome not in KEPT_OUTCOMES:
+        return []
     items: list[ImportItem] = []
-    fact = _REMEMBER.match(started.text)
+    fact = _REMEMBER.match(request)
     if fact:
-        items.append(ImportItem(text=fact.group("fact").strip()[:MAX_TEXT], metadata={"kind": "fact",
-                                                                                      "run_id": run_id}))
+        items.append(ImportItem(text=fact.group("fact").strip()[:MAX_TEXT], subject=subject,
+                                metadata={"kind": "fact", "run_id": run_id}))
     if answer:
-        text = f"Asked: {started.text.strip()}\nAnswered: {answer.strip()}"
-        items.append(ImportItem(text=text[:MAX_TEXT], metadata={"kind": "exchange", "run_id": run_id}))
+        text = f"Asked: {request.strip()}\nAnswered: {answer.strip()}"
+        items.append(ImportItem(text=text[:MAX_TEXT], subject=subject,
+                                metadata={"kind": "exchange", "run_id": run_id}))
     return items

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from sinks.memory_store import MemoryStore
+from streams.memory_ops import MemorySettings, owner_alive
+from streams.settings import load_settings
 from tests.free_ports import free_ports
 
 
@@ -24,13 +26,15 @@ def agentlog(env: dict[str, str], *args: str, input: str | None = None) -> subpr
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     home = tmp_path_factory.mktemp("memory-service")
-    env = {**os.environ, "AGENTLOG_HOME": str(home), "AGENTLOG_MEMORY_PORT": str(free_ports(1)[0]),
-           "AGENTLOG_MEMORY_SWEEP_S": "0.5", "AGENTLOG_METRICS_PORT": "0"}
+    memory_port, kafka_port = free_ports(2)
+    # No broker: the store's side of the service answers without one (its worker waits for Kafka).
+    env = {**os.environ, "AGENTLOG_HOME": str(home), "AGENTLOG_MEMORY_PORT": str(memory_port),
+           "AGENTLOG_KAFKA_PORT": str(kafka_port), "AGENTLOG_MEMORY_SWEEP_S": "0.5",
+           "AGENTLOG_METRICS_PORT": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "streams.services.memory"], env=env,
                             stderr=subprocess.PIPE, text=True)
-    ready = home / "run" / "memory.ready"
     deadline = time.monotonic() + 60
-    while not ready.exists():
+    while not owner_alive(load_settings(), MemorySettings(port=int(memory_port))):
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "the memory service did not become ready"
         time.sleep(0.1)
