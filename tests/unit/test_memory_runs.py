@@ -13,7 +13,7 @@ from processors.memory.remember import memories_of_finished
 from processors.models import final_response, plan_with
 from processors.orchestrator import OrchestratorConfig
 from processors.planner_scripted import ScriptedPlanner
-from processors.replay import RecordedRun, check_run
+from processors.replay import Candidate, RecordedRun, check_run, simulate
 from processors.replay.exact import inbox_record
 from processors.responder import compose, draft_response
 from processors.results import answer
@@ -195,3 +195,14 @@ def test_the_memory_processor_answers_with_what_the_store_found_or_kept() -> Non
         ("the audit is in March", "ana"),
         ("Asked: Remember that the audit is in March\nAnswered: Noted.", "ana")]
     assert memories_of_finished(run_id="r1", request="x", answer="y", outcome="refused") == []
+
+
+def test_counterfactual_replay_reuses_the_recorded_memory() -> None:
+    for times_out in (False, True):
+        log = _recorded_memory_run(retrieval_times_out=times_out)
+        sim = simulate(RecordedRun(RUN, "acme", tuple(log)),
+                       candidate=Candidate(name="today", processors=TODAY), baseline=TODAY)
+        assert sim.stopped is None
+        assert [e.event_type for e in sim.log] == [e.event_type for e in log]
+        assert [e.payload for e in sim.log if e.event_type.startswith("Memory")] == \
+            [e.payload for e in log if e.event_type.startswith("Memory")]
