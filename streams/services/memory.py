@@ -98,6 +98,15 @@ def main() -> None:
 
     def handle(event: Event, state: RunState | None) -> Iterable[Event]:
         p = event.payload
+        wanted = (isinstance(p, RunStarted) and p.memory) or (
+            isinstance(p, ResponseFinalized) and state is not None and state.memory and state.failure is None)
+        if wanted and (late := (utcnow() - event.event_time).total_seconds()) > settings.memory_timeout_s:
+            # The orchestrator has gone on without memory already (a service that was down, a
+            # backlog): an answer would be dropped, and a store the log does not record must not
+            # be written.
+            ctx.log.info("run %s: %s asked %.1f s ago, past the %g s memory time limit: not answered",
+                         event.run_id, event.event_type, late, settings.memory_timeout_s)
+            return
         if isinstance(p, RunStarted) and p.memory:
             yield retrieve(event, p)
         elif isinstance(p, ResponseFinalized) and state is not None and state.memory \

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.stack import Stack
+from tests.stack import Stack, eventually
 
 TENANT = "mem-acme"
 
@@ -65,3 +65,9 @@ def test_memory_runs_on_the_stack(stack: Stack, tmp_path) -> None:
         assert "ZEBRA-42" not in down["answer"]
     finally:
         stack.cli("up")
+    # Back up, the service catches up on the run it missed but answers it no more: the log says
+    # nothing was stored, and so does the store.
+    eventually(lambda: "memory time limit: not answered" in stack.log_tail("memory", 200),
+               what="the memory service to pass over the run it missed")
+    kept_by_runs = [m for m in stack.cli_json("memory", "list", "--tenant", TENANT) if m["source"] == "run"]
+    assert [m["id"] for m in kept_by_runs] == [m["memory_id"] for m in kept["memories"]]
