@@ -27,13 +27,16 @@ from sqlglot import exp
 from policies.strict_yaml import load_strict
 
 __all__ = [
-    "METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule", "ToolCatalog",
+    "METRICS", "TOOL_USAGE_METRICS", "Action", "Decision", "Policy", "PolicyError", "Rule", "ToolCatalog",
     "ToolContract", "load_policy", "parse_policy",
 ]
 
 Action = Literal["allow", "deny", "require_human_approval"]
 _RANK: dict[str, int] = {"allow": 0, "require_human_approval": 1, "deny": 2}
-METRICS = ("tickets_created", "emails_sent", "tool_calls", "cost_usd")
+METRICS = ("tickets_created", "emails_sent", "tool_calls", "cost_usd", "tool_run_calls", "tool_tenant_calls")
+# The last two count calls of the proposed tool itself (in this run; by this tenant today): the
+# guard supplies them for tools with call budgets and for policies that name them.
+TOOL_USAGE_METRICS = ("tool_run_calls", "tool_tenant_calls")
 # The counter each tool bumps when it runs; mirrors how the orchestrator folds RunMetrics.
 _COUNTED_BY_TOOL = {"create_ticket": "tickets_created", "send_email": "emails_sent"}
 _COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
@@ -131,6 +134,8 @@ class Rule:
     """What a match asks for."""
     tools: frozenset[str] | None = None
     """Tool names the rule is about; None for every tool."""
+    tool_prefixes: tuple[str, ...] | None = None
+    """Name prefixes the tool must have (`mcp:docs.` for one MCP server's tools); None: any."""
     tenants: frozenset[str] | None = None
     """Tenants the rule is about; None for every tenant."""
     routes: frozenset[str] | None = None
@@ -141,6 +146,7 @@ class Rule:
     def match(self, call: _Call) -> str | None:
         """What matched, or None when the rule does not apply to `call`."""
         if ((self.tools is not None and call.tool not in self.tools)
+                or (self.tool_prefixes is not None and not call.tool.startswith(self.tool_prefixes))
                 or (self.tenants is not None and call.tenant not in self.tenants)
                 or (self.routes is not None and call.route not in self.routes)):
             return None
@@ -201,7 +207,7 @@ class Policy:
         *,
         tool: str,
         input: Mapping[str, Any],
-        run_metrics: Mapping[str, float],
+        run_metrics: Mapping[str, float | None],
         tenant_id: str = "",
         route: str = "",
         registry: ToolCatalog | None = None,
@@ -234,16 +240,22 @@ class Policy:
             reason += f" (also matched: {', '.join(others)})"
         return Decision(rule.action, rule.name, reason, self.version)
 
+    def counts_tool_usage(self, tool: str) -> bool:
+        """Whether a rule that may apply to `tool` compares its calls (`tool_run_calls`, …)."""
+        rules = self._rules_for_tool.get(tool, self._rules_for_any_tool)
+        return any(op.startswith(TOOL_USAGE_METRICS) for r in rules for op, _ in r.conditions)
+
     def _deny(self, reason: str) -> Decision:
         return Decision("deny", None, reason, self.version)
 
 
 def _after_call(
-    metrics: Mapping[str, float], tool: str, spec: ToolContract | None
+    metrics: Mapping[str, float | None], tool: str, spec: ToolContract | None
 ) -> dict[str, float | None]:
     # Rules read the counters as they would stand if this call ran, so
     # `tickets_created_gt: 3` caps a run at three tickets rather than four.
-    bump = {"tool_calls": 1.0, "cost_usd": spec.cost_usd if spec is not None else 0.0}
+    bump = {"tool_calls": 1.0, "cost_usd": spec.cost_usd if spec is not None else 0.0,
+            "tool_run_calls": 1.0, "tool_tenant_calls": 1.0}
     if tool in _COUNTED_BY_TOOL:
         bump[_COUNTED_BY_TOOL[tool]] = 1.0
     out: dict[str, float | None] = {}
@@ -457,7 +469,7 @@ def _require(value: object, kind: type[Any], wanted: str) -> Any:
 
 _TOP_KEYS = {"version", "default", "rules", "description"}
 _RULE_KEYS = {"name", "when", "action", "description"}
-_WHEN_KEYS = {"tool", "tenant", "route", "input", "run_metrics"}
+_WHEN_KEYS = {"tool", "tool_prefix", "tenant", "route", "input", "run_metrics"}
 
 
 def load_policy(path: str | PathLike[str], *, registry: ToolCatalog | None = None) -> Policy:
@@ -536,7 +548,9 @@ def _parse_rule(raw: object, registry: ToolCatalog | None) -> Rule:
     metric_tests = _require(when.get("run_metrics", {}), dict, "'run_metrics' to be a mapping")
     for key, arg in metric_tests.items():
         conditions.append((str(key), _metric_test(str(key), arg)))
+    prefixes = _names(when, "tool_prefix")
     return Rule(name=name, action=cast(Action, action), tools=tools, tenants=_names(when, "tenant"),
+                tool_prefixes=tuple(sorted(prefixes)) if prefixes is not None else None,
                 routes=_names(when, "route"), conditions=tuple(conditions))
 
 

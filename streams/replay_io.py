@@ -31,7 +31,6 @@ from processors.replay import (
 )
 from processors.replay.candidates import CandidatesError, models_for, parse_candidates
 from processors.replay.memo import remembering_policy, remembering_registry
-from processors.tools.registry import default_registry
 from schemas.events import Event, RunStarted
 from streams.edge import Intake, LogUnavailable, Poison, read_partitions
 from streams.kafka import consumer, header, make_codec
@@ -40,6 +39,7 @@ from streams.orchestration import orchestrator_config
 from streams.query_api import run_insert, run_query
 from streams.settings import REPO_ROOT, Settings
 from streams.supervisor import alive, processes
+from streams.tools_config import tool_registry
 
 __all__ = [
     "EXAMPLE_CANDIDATES", "RESULTS", "SUMMARY", "SCORES", "RESULT_COLUMNS", "SCORE_COLUMNS",
@@ -60,7 +60,7 @@ _LATEST = "LATEST"
 
 def today_processors(settings: Settings) -> Processors:
     """The configured policy, tools, models and approval TTL: what the stack decides with now."""
-    tools = default_registry()
+    tools = tool_registry(settings)  # the tools file's tools and its MCP servers' too
     registry = remembering_registry(tools)
     return Processors(
         policy=remembering_policy(load_policy(settings.policy_file, registry=registry)),

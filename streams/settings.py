@@ -10,6 +10,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(4, ge=1)
     """Runs a planner, executor or responder works on at once (the executor keeps as many
     warm sandbox children)."""
+    tools_file: Path | None = None
+    """YAML of changes to the built-in tools (limits, costs, call budgets) and tools of the
+    installation's own (entry points); unset: the four built-ins as shipped."""
+    sandbox: Literal["enforced", "process"] = "enforced"
+    """How tools run: "enforced" in bubblewrap boxes (namespaces, read-only filesystem, no network
+    unless registered, process cap); "process" in plain child processes (no namespaces)."""
     default_tenant: str = "default"
     """Tenant of requests that name none."""
     instance_id: str = "0"

@@ -27,10 +27,14 @@ from streams.service import ServiceContext
 from streams.settings import Settings, load_settings
 from streams.supervisor import Proc, alive, pid_of, services, spawn, start_lock
 
-__all__ = ["Watchdog", "main", "PROBE_FAILURES"]
+__all__ = ["Watchdog", "main", "PROBE_FAILURES", "START_GRACE_S"]
 
 PROBE_FAILURES = 3
 """Consecutive failed probes of the gateway (or the mail server) that count as stalled."""
+START_GRACE_S = 60.0
+"""The least time a service has after its start to write its first heartbeat (or answer its
+probe), whatever `stall_s`: on a busy machine a service's imports and first group join take
+longer than a short stall limit, and one stopped while `up` waits for it fails the `up`."""
 _MAX_BACKOFF_S = 60.0
 _HEALTHY_RESET_S = 120.0
 
@@ -51,6 +55,10 @@ class Watchdog:
         self.log = log
         self.records: dict[str, _Record] = {}
 
+    @property
+    def _grace(self) -> float:
+        return max(self.settings.stall_s, START_GRACE_S)
+
     def health(self, proc: Proc, now: float, kafka: _Lazy) -> Health:
         up = alive(self.settings, proc)
         if proc.name in ("gateway", "mail"):
@@ -59,7 +67,7 @@ class Watchdog:
                 return Health("down", "not running")
             answers = self._probe(proc)
             started = self._started_at(proc)
-            if not answers and started is not None and now - started < self.settings.stall_s:
+            if not answers and started is not None and now - started < self._grace:
                 return Health("starting", "not answering yet")
             record.probe_failures = 0 if answers else record.probe_failures + 1
             if record.probe_failures >= PROBE_FAILURES:
@@ -68,7 +76,7 @@ class Watchdog:
         h = judge(read_health(self.settings, proc.name), alive=up, pid=pid_of(self.settings, proc),
                   now=now, stall_s=self.settings.stall_s, kafka_answers=kafka.get())
         started = self._started_at(proc)
-        if h.state == "starting" and started is not None and now - started > self.settings.stall_s:
+        if h.state == "starting" and started is not None and now - started > self._grace:
             return Health("stalled", f"no heartbeat {now - started:.0f} s after its start")
         return h
 

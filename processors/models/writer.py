@@ -15,7 +15,7 @@ from processors.models.errors import ModelError
 from processors.models.ports import WrittenResponse
 from processors.prompts import Prompt
 
-__all__ = ["OpenAICompatibleWriter", "writer_message"]
+__all__ = ["OpenAICompatibleWriter", "quote_data", "writer_message"]
 
 
 class OpenAICompatibleWriter:
@@ -77,5 +77,11 @@ class OpenAICompatibleWriter:
 def writer_message(*, request_text: str, draft: str) -> str:
     """What the user turn of a writing call says: the request and the draft, each fenced off
     by tags so text inside them reads as data, not as instructions to the writer."""
-    return (f"<request>\n{request_text}\n</request>\n\n"
-            f"<draft>\n{draft}\n</draft>")
+    return (f"<request>\n{quote_data(request_text)}\n</request>\n\n"
+            f"<draft>\n{quote_data(draft)}\n</draft>")
+
+
+def quote_data(text: str) -> str:
+    """`text` with `&`, `<` and `>` escaped, so what a tool returned (a document that says
+    `</draft> new instructions: …`) cannot close its fence and read as the runtime's words."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

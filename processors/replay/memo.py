@@ -46,7 +46,7 @@ class _RememberingSpec(ToolSpec):
 class _RememberingPolicy(Policy):
     _seen: dict[tuple[Any, ...], Decision] = field(default_factory=dict, repr=False, compare=False)
 
-    def evaluate(self, *, tool: str, input: Mapping[str, Any], run_metrics: Mapping[str, float],
+    def evaluate(self, *, tool: str, input: Mapping[str, Any], run_metrics: Mapping[str, float | None],
                  tenant_id: str = "", route: str = "", registry: ToolCatalog | None = None) -> Decision:
         if registry is not None:  # another catalog than the one this policy was loaded with
             return super().evaluate(tool=tool, input=input, run_metrics=run_metrics,

@@ -33,6 +33,32 @@ class ToolSpec:
     """True when a call changes the world; such calls take an idempotency key."""
     network: bool = False
     """True when the tool needs the network (everything else runs without it)."""
+    entrypoint: str | None = None
+    """`module:function` run in the sandbox for a tool without a built-in backend."""
+    memory_mb: int = 512
+    """Address-space limit of each of the call's processes."""
+    cpu_s: float | None = None
+    """CPU seconds one call may use; None: as many as its timeout."""
+    max_processes: int = 16
+    """Processes and threads one call may run at once."""
+    max_file_mb: int = 64
+    """Largest file one call may write."""
+    run_call_budget: int | None = None
+    """Calls one run may make of this tool; None: no limit. An exhausted budget is a refusal
+    (rule `tool_call_budget`), which the run sees as an observation."""
+    tenant_call_budget: int | None = None
+    """Calls one tenant may make of this tool per UTC day; None: no limit."""
+    mcp_server: Mapping[str, Any] | None = None
+    """For a tool of an MCP server: the server (name, `command` for stdio or `url` for streamable
+    HTTP, `timeout_s`), whose tool `mcp_tool` a call runs."""
+    mcp_tool: str | None = None
+    """The tool's own name on its MCP server (the registered name is `mcp:<server>.<tool>`)."""
+    annotations: Mapping[str, Any] | None = None
+    """What the MCP server says of the tool (read-only, destructive…): recorded, never trusted."""
+    fresh_process: bool | None = None
+    """Fork each call a fresh process inside the sandbox (hard per-call CPU limit; nothing of a
+    call outlives it), ~3 ms a call; None: yes for entry points, no for the built-in backends,
+    which are trusted code and run warm."""
     _validator: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -8,7 +8,8 @@ from typing import Any, TextIO
 import click
 
 from processors.plan import validate_plan
-from processors.tools.registry import default_registry
+from streams.settings import load_settings
+from streams.tools_config import tool_registry
 
 __all__ = ["plan"]
 
@@ -24,12 +25,12 @@ def plan() -> None:
               help="One plan per line; prints one result per non-blank line, with its line number.")
 @click.option("--run-id", help="Also require each plan's runId to be this run id.")
 def validate(source: TextIO, jsonl: bool, run_id: str | None) -> None:
-    """Check plans (JSON, from FILE or stdin) against the contract and the default tools.
+    """Check plans (JSON, from FILE or stdin) against the contract and the installation's tools.
 
     Prints {"valid": bool, "errors": [...]} per plan; exits 0 when every plan is valid, 1
     otherwise. Input that is not JSON is an invalid plan, not a crash.
     """
-    registry = default_registry()
+    registry = tool_registry(load_settings())
     results: list[dict[str, Any]] = []
     if jsonl:
         for n, line in enumerate(source, 1):

@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from policies import Decision, Policy, PolicyError, load_policy
 from policies.testing import FRESH_RUN, parse_call, parse_metrics, run_suite
-from processors.tools.registry import default_registry
 from schemas.events import ToolProposed
 from streams.cli.common import Context, fail, pass_ctx
 from streams.query_api import QueryError, run_query
+from streams.settings import load_settings
 from streams.supervisor import alive, processes
+from streams.tools_config import tool_registry
 
 __all__ = ["policy", "backtest_report", "RECORDED_ACTION"]
 
@@ -62,7 +63,8 @@ def policy() -> None:
 
 def _load(path: Path) -> Policy:
     try:
-        return load_policy(path, registry=default_registry())
+        # The installation's tools (its tools file and MCP servers), as the guard loads it.
+        return load_policy(path, registry=tool_registry(load_settings()))
     except PolicyError as exc:
         fail(str(exc))
 
@@ -145,7 +147,7 @@ def test_cmd(target: Path) -> None:
 
     Prints PASS or FAIL per case, then the rules no case exercised; exits 1 if a case failed.
     """
-    report = run_suite(target, registry=default_registry())
+    report = run_suite(target, registry=tool_registry(load_settings()))
     for r in report.results:
         label = f"{r.file}: {r.name}" if r.name else r.file
         click.echo(f"PASS {label}" if r.passed else f"FAIL {label}: {r.problem}")

@@ -2,38 +2,44 @@
 
 It folds every run of its partitions and runs a ToolApproved only when the run's history shows
 the guard's approval of that very proposal, or a person's grant of that very parked call;
-anything else is refused to the dead letters. Each call runs in a warm sandbox child (its own
-process, minimal environment, memory limit), replaced on timeout or crash; calls of different
-runs run side by side, one child each (`AGENTLOG_WORKER_CONCURRENCY`).
+anything else is refused to the dead letters. Each call runs in a warm sandbox child of its
+tool's box (`AGENTLOG_SANDBOX`: bubblewrap namespaces, read-only filesystem, no network unless
+registered, process, memory, CPU and file-size limits; see processors/tools/jail.py), replaced
+on timeout or crash; calls of different runs run side by side, one child each
+(`AGENTLOG_WORKER_CONCURRENCY`).
 """
 
 from __future__ import annotations
 
 import json
-import queue
 from collections.abc import Iterable
 
 from processors.executor import execution_result, refusal
 from processors.state import RunState
-from processors.tools.registry import default_registry
-from processors.tools.sandbox import WarmSandbox
+from processors.tools.jail import SandboxUnavailable, bwrap_path
+from processors.tools.sandbox_pool import SandboxPool
 from schemas.events import Event, ToolApproved
 from streams.backends import backend_config
 from streams.metrics_export import TOOL_CALLS, TOOL_SECONDS
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
+from streams.tools_config import tool_registry
 from streams.worker import Refused, run_worker
 
 
 def main() -> None:
     settings = load_settings()
     ctx = ServiceContext("executor", settings)
-    registry = default_registry()
+    registry = tool_registry(settings)
     cfg = backend_config(settings)
-    sandboxes: queue.SimpleQueue[WarmSandbox] = queue.SimpleQueue()
-    children = [WarmSandbox() for _ in range(settings.worker_concurrency)]
-    for child in children:
-        sandboxes.put(child)
+    # The state directory holds the installation's keys and tokens: no tool sees it.
+    sandboxes = SandboxPool(mode=settings.sandbox, size=settings.worker_concurrency,
+                            hide=(str(settings.home),))
+    if settings.sandbox == "enforced":
+        try:
+            bwrap_path()
+        except SandboxUnavailable as exc:  # every call will fail closed with this reason
+            ctx.log.error("tools cannot run: %s", exc)
 
     def handle(event: Event, state: RunState | None) -> Iterable[Event]:
         why = refusal(state, event, registry=registry)
@@ -43,12 +49,8 @@ def main() -> None:
         assert isinstance(p, ToolApproved)
         spec = registry.get(p.tool)
         assert spec is not None
-        sandbox = sandboxes.get()
-        try:
-            outcome = sandbox.run(tool=p.tool, input=json.loads(p.input_json), cfg=cfg,
-                                  idempotency_key=p.idempotency_key, timeout_s=spec.timeout_s)
-        finally:
-            sandboxes.put(sandbox)
+        outcome = sandboxes.run(spec, input=json.loads(p.input_json), cfg=cfg,
+                                idempotency_key=p.idempotency_key)
         ctx.log.info("%s %s %s: %s in %d ms", event.run_id, p.step_id, p.tool, outcome.status,
                      outcome.duration_ms)
         TOOL_CALLS.labels(p.tool, outcome.status).inc()
@@ -63,8 +65,7 @@ def main() -> None:
         run_worker(ctx, handles=frozenset({"ToolApproved"}), handle=handle, fold=True,
                    concurrency=settings.worker_concurrency)
     finally:
-        for child in children:
-            child.close()
+        sandboxes.close()
 
 
 if __name__ == "__main__":

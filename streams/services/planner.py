@@ -18,12 +18,13 @@ from processors.planning import ACTOR
 from processors.ports import PlannerModel
 from processors.results import answer
 from processors.state import RunState
-from processors.tools.registry import ToolRegistry, default_registry
+from processors.tools.registry import ToolRegistry
 from schemas.events import BudgetExceeded, Event, MemoryRetrieved, PlanRejected, RunStarted
 from streams.budgets import tenant_spend_today
 from streams.models_config import api_keys_from_env, missing_api_keys, models_config_or_exit
 from streams.service import ServiceContext, utcnow
 from streams.settings import Settings, load_settings
+from streams.tools_config import tool_registry
 from streams.worker import run_worker
 
 __all__ = ["route_planners", "main"]
@@ -61,7 +62,7 @@ def main() -> None:
     settings = load_settings()
     ctx = ServiceContext("planner", settings)
     config = models_config_or_exit(settings.models_file, ctx.log)
-    registry = default_registry()
+    registry = tool_registry(settings)
     planners = route_planners(config, registry=registry, api_keys=api_keys_from_env(config))
     for name in missing_api_keys(config):
         ctx.log.warning("%s is not set: calls to the providers that need it will fail", name)

@@ -2,6 +2,7 @@
 beside a bare confluent-kafka produce → consume round trip on the same broker.
 
     .venv/bin/python -m tests.benchmarks.bench_runtime [--runs 300] [--rate R] [--rtt 2000]
+        [--sandbox process,enforced] [--calls 1000]
 
 Two loads, one after the other. A burst (`--runs` runs submitted at once) gives the capacity:
 runs per second until the last one ends, and the CPU seconds each process spent per run. Then
@@ -11,7 +12,10 @@ mostly measures the queue in front of it.
 
 A hop is one event appended to the run's next event appended (both stamped by the orchestrator
 when it appends), so it includes the worker's consume, decision, answer and the orchestrator's
-transaction. Starts its own stack on free ports in a temporary home and stops it afterwards.
+transaction. Starts its own stack on free ports in a temporary home and stops it afterwards,
+once per executor sandbox named by `--sandbox` (by default the plain child, then the enforced
+bubblewrap box), and compares them: the burst, the executor's CPU, and the time of a call through
+the sandbox pool itself (the per-call overhead).
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.events import Event
+from processors.tools.backends import BackendConfig
+from processors.tools.backends.sql import create_sample_database
+from processors.tools.registry import default_registry
+from processors.tools.sandbox_pool import SandboxPool
+from schemas.events import Event, ToolExecuted
 from streams.kafka import headers_for, make_codec, producer
 from streams.runs import request_run, run_request
 from streams.settings import Settings
@@ -144,34 +152,68 @@ def hop_table(runs: dict[str, list[Event]]) -> list[float]:
     return every
 
 
-def main() -> None:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--runs", type=int, default=300)
-    args.add_argument("--rate", type=float, default=None,
-                      help="runs/s of the steady load (default: half the burst's capacity)")
-    args.add_argument("--rtt", type=int, default=2000)
-    args.add_argument("--warmup", type=int, default=200,
-                      help="runs before measuring: groups joined, caches filled, the broker's JIT warm")
-    opts = args.parse_args()
+def sandbox_calls(mode: str, *, calls: int) -> dict[str, list[float]]:
+    """Milliseconds of `calls` calls of each built-in read tool through the executor's sandbox
+    pool (one warm child, as a slot of the executor has), start-up excluded."""
+    home = Path(tempfile.mkdtemp(prefix="agentlog-bench-sandbox-"))
+    create_sample_database(str(home / "backends" / "shop.db"))
+    cfg = BackendConfig(docs_dir=str(Settings().docs_dir), sql_path=str(home / "backends" / "shop.db"),
+                        tickets_path=str(home / "backends" / "tickets.db"), smtp_host="127.0.0.1",
+                        smtp_port=1, mail_from="bench@example.com")
+    registry = default_registry()
+    pool = SandboxPool(mode=mode, size=1, hide=(str(home),))  # type: ignore[arg-type]
+    out: dict[str, list[float]] = {}
+    try:
+        for tool, tool_input in [("query_sql", {"sql": "SELECT count(*) FROM customers"}),
+                                 ("search_docs", {"query": "refund policy"})]:
+            spec = registry.get(tool)
+            assert spec is not None
+            pool.run(spec, input=tool_input, cfg=cfg, idempotency_key="bench/0")  # the start-up
+            times = []
+            for i in range(calls):
+                start = time.perf_counter()
+                outcome = pool.run(spec, input=tool_input, cfg=cfg, idempotency_key=f"bench/{i}")
+                times.append((time.perf_counter() - start) * 1000)
+                assert outcome.status == "ok", outcome
+            out[tool] = times
+    finally:
+        pool.close()
+    return out
+
+
+def stack_pids(agentlog: str, env: dict[str, str]) -> dict[str, int]:
+    """The pid of the broker and of every service of the stack `env` names."""
+    status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
+                                       capture_output=True, text=True).stdout)
+    return {"kafka": status["kafka"]["pid"], **{name: s["pid"] for name, s in status["services"].items()}}
+
+
+def warm_burst(settings: Settings, pids: dict[str, int], *, warmup: int,
+               runs: int) -> tuple[float, dict[str, list[Event]], dict[str, float]]:
+    """`warmup` runs, then a burst of `runs`: its seconds, its runs' events and the CPU seconds
+    each process spent on it."""
+    run_load(settings, runs=warmup)
+    before = cpu_seconds(pids)
+    elapsed, events = run_load(settings, runs=runs)
+    return elapsed, events, {k: v - before[k] for k, v in cpu_seconds(pids).items()}
+
+
+def measure(opts: argparse.Namespace, sandbox: str) -> dict[str, float]:
+    """One stack with `sandbox` as its executor's sandbox: warm-up, burst, steady load; printed."""
     home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
     kafka, controller, gateway, query, smtp = free_ports(5)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")},
            "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
            "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
-           "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp)}
+           "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
+           "AGENTLOG_SANDBOX": sandbox}
     settings = Settings(home=home, kafka_port=kafka, controller_port=controller,
                         gateway_port=gateway, query_port=query, smtp_port=smtp)
     agentlog = str(Path(sys.executable).with_name("agentlog"))
     subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
     try:
-        status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
-                                           capture_output=True, text=True).stdout)
-        pids = {"kafka": status["kafka"]["pid"],
-                **{name: s["pid"] for name, s in status["services"].items()}}
-        run_load(settings, runs=opts.warmup)
-        cpu_before = cpu_seconds(pids)
-        elapsed, burst = run_load(settings, runs=opts.runs)
-        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(pids).items()}
+        elapsed, burst, cpu = warm_burst(settings, stack_pids(agentlog, env), warmup=opts.warmup,
+                                         runs=opts.runs)
         capacity = opts.runs / elapsed
         rate = opts.rate or max(1.0, round(capacity / 2))
         paced_elapsed, paced = run_load(settings, runs=opts.runs, rate=rate)
@@ -179,6 +221,9 @@ def main() -> None:
         rtt = baseline_rtt(settings, n=opts.rtt, size=int(statistics.mean(sizes)))
     finally:
         subprocess.run([agentlog, "down"], env=env, check=False, capture_output=True)
+    tool_ms = [float(e.payload.duration_ms) for evs in burst.values() for e in evs
+               if isinstance(e.payload, ToolExecuted)]
+    print(f"\n=== sandbox: {sandbox} ===")
     print(f"runtime benchmark · {os.cpu_count()} CPU(s) · {opts.runs} runs per load "
           f"({sum(len(e) for e in burst.values())} events, mean event {statistics.mean(sizes):.0f} B)")
     print(f"\nburst: {capacity:.1f} runs/s ({elapsed:.1f} s for {opts.runs} runs submitted at once)")
@@ -186,6 +231,8 @@ def main() -> None:
         f"{k} {v * 1000 / opts.runs:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
     print(f"  in all {sum(cpu.values()) * 1000 / opts.runs:.1f} CPU ms per run "
           f"({sum(cpu.values()) / elapsed:.2f} cores busy during the burst)")
+    print(f"tool call in its sandbox (ToolExecuted.duration_ms): p50 {_pct(tool_ms, .5):.0f} ms, "
+          f"p99 {_pct(tool_ms, .99):.0f} ms")
     hop_table(burst)
     print(f"\nsteady: {rate:g} runs/s offered, {opts.runs / paced_elapsed:.1f} runs/s done "
           f"({paced_elapsed:.1f} s)")
@@ -194,6 +241,44 @@ def main() -> None:
           f"{_pct(rtt, .5):>9.2f}{_pct(rtt, .99):>9.2f}")
     print(f"ratio steady hops / baseline: p50 {_pct(every, .5) / _pct(rtt, .5):.1f}x, "
           f"p99 {_pct(every, .99) / _pct(rtt, .99):.1f}x  (event_time has millisecond resolution)")
+    return {"burst": capacity, "executor_cpu_ms": cpu["executor"] * 1000 / opts.runs,
+            "hop_p50": _pct(every, .5), "hop_p99": _pct(every, .99)}
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--runs", type=int, default=300)
+    args.add_argument("--rate", type=float, default=None,
+                      help="runs/s of the steady load (default: half the burst's capacity)")
+    args.add_argument("--rtt", type=int, default=2000)
+    args.add_argument("--warmup", type=int, default=200,
+                      help="runs before measuring: groups joined, caches filled, the broker's JIT warm")
+    args.add_argument("--sandbox", default="process,enforced",
+                      help="the executor's sandboxes to measure one after the other, each on its own stack "
+                           "(process: the plain child; enforced: bubblewrap boxes)")
+    args.add_argument("--calls", type=int, default=1000,
+                      help="calls per tool of the direct per-call comparison of the sandboxes")
+    opts = args.parse_args()
+    modes = [m.strip() for m in opts.sandbox.split(",") if m.strip()]
+    results = {mode: measure(opts, mode) for mode in modes}
+    if len(modes) < 2:
+        return
+    base, *others = modes
+    print(f"\n=== {' vs '.join(modes)} (the first is the baseline) ===")
+    for mode in others:
+        r, b = results[mode], results[base]
+        print(f"{mode}: burst {r['burst']:.1f} vs {b['burst']:.1f} runs/s ({r['burst'] / b['burst']:.2f}x), "
+              f"executor CPU {r['executor_cpu_ms']:.2f} vs {b['executor_cpu_ms']:.2f} ms per run, "
+              f"steady hops p50 {r['hop_p50']:.0f} vs {b['hop_p50']:.0f} ms, p99 {r['hop_p99']:.0f} vs "
+              f"{b['hop_p99']:.0f} ms")
+    calls = {mode: sandbox_calls(mode, calls=opts.calls) for mode in modes}
+    print(f"per call through the sandbox pool, {opts.calls} calls per tool, one warm child:")
+    for tool in calls[base]:
+        p50 = {mode: _pct(calls[mode][tool], .5) for mode in modes}
+        line = ", ".join(f"{mode} p50 {p50[mode]:.3f} ms p99 {_pct(calls[mode][tool], .99):.3f} ms"
+                         for mode in modes)
+        overhead = ", ".join(f"{mode} +{(p50[mode] - p50[base]) * 1000:.0f} µs" for mode in others)
+        print(f"  {tool}: {line}; per-call overhead at p50: {overhead}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ answers (every export waits for its timeout). Needs `make collector`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -24,7 +23,7 @@ import threading
 from pathlib import Path
 
 from streams.settings import Settings
-from tests.benchmarks.bench_runtime import cpu_seconds, run_load
+from tests.benchmarks.bench_runtime import stack_pids, warm_burst
 from tests.free_ports import free_ports
 from tests.otel_collector import running_collector
 
@@ -79,14 +78,9 @@ def main() -> None:
                     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoints[mode]
                 subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
                 try:
-                    status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
-                                                       capture_output=True, text=True).stdout)
-                    pids = {"kafka": status["kafka"]["pid"],
-                            **{name: s["pid"] for name, s in status["services"].items()}}
-                    run_load(settings, runs=opts.warmup)
-                    before = cpu_seconds(pids)
-                    elapsed, _events = run_load(settings, runs=opts.runs)
-                    cpu = sum(cpu_seconds(pids).values()) - sum(before.values())
+                    elapsed, _events, spent = warm_burst(settings, stack_pids(agentlog, env),
+                                                         warmup=opts.warmup, runs=opts.runs)
+                    cpu = sum(spent.values())
                 finally:
                     subprocess.run([agentlog, "down"], env=env, check=False, capture_output=True)
                 results[mode].append((opts.runs / elapsed, cpu * 1000 / opts.runs))

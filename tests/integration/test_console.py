@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright_api
 import pytest
 
 from schemas.alert_codec import AlertCodec
@@ -26,9 +27,8 @@ from tests.integration.conftest import Stack, eventually
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
-playwright_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():  # pragma: no cover - `make test` installs it (infra/install-browser.sh)
-    pytest.skip(f"no {CHROMIUM}: run infra/install-browser.sh", allow_module_level=True)
+if not Path(CHROMIUM).exists():  # a failure, not a skip: `make test` installs it
+    raise RuntimeError(f"no {CHROMIUM}: run `sh infra/debian-packages.sh chromium`")
 
 expect = playwright_api.expect
 TIMEOUT_MS = 20_000
