@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from processors.observations import summarize
-from processors.state import REQUEST_ANSWERS, OpenRequest, RunState, Status, evolve
+from processors.state import (
+    MEMORY_ANSWER,
+    OpenRequest,
+    RunState,
+    Status,
+    answers_to,
+    evolve,
+    is_memory_request,
+)
 from schemas.events import (
     ApprovalDenied,
     ApprovalExpired,
@@ -20,6 +28,8 @@ from schemas.events import (
     ApprovalRequested,
     BudgetExceeded,
     Event,
+    MemoryRetrieved,
+    MemoryStored,
     ObservationCaptured,
     Record,
     RequestRetried,
@@ -39,7 +49,7 @@ from schemas.events import (
 )
 
 __all__ = ["Outcome", "OrchestratorConfig", "Timeouts", "handle", "event_id_for", "due_timers",
-           "ACTOR"]
+           "run_outcome", "ACTOR"]
 
 ACTOR = "orchestrator"
 _ID_NAMESPACE = uuid.UUID("6f1c1f1e-4a8b-4e0e-9a57-2a6b8f0c9d10")
@@ -72,12 +82,17 @@ class OrchestratorConfig:
     tool_timeouts: Mapping[str, float] = field(default_factory=dict)
     """Each tool's own time limit, added to the time its call's request is given."""
     timeouts: Timeouts = field(default_factory=Timeouts)
+    memory_timeout_s: float = 2.0
+    """Time the memory service gets to retrieve or store; then the run goes on without it (no retry)."""
 
     def attempt_timeout(self, asked: OpenRequest) -> float:
         """Seconds the current attempt of `asked` is given: what its retry stated, or for the
-        first attempt the step's time (plus the tool's own for a tool call)."""
+        first attempt the step's time (plus the tool's own for a tool call); a memory request
+        gets the memory service's short limit."""
         if asked.timeout_s is not None:
             return asked.timeout_s
+        if is_memory_request(asked.event):
+            return self.memory_timeout_s
         p = asked.event.payload
         tool_s = self.tool_timeouts.get(p.tool, 0.0) if isinstance(p, ToolApproved) else 0.0
         return self.timeouts.step_s + tool_s
@@ -137,7 +152,8 @@ def _accept(state: RunState | None, record: Event,
         if state is not None:
             return [], f"run {record.run_id} already exists (same idempotency key)", False
         started = RunStarted(text=p.text, route=p.route, idempotency_key=p.idempotency_key,
-                             requested_by=p.requested_by, traceparent=p.traceparent)
+                             requested_by=p.requested_by, traceparent=p.traceparent,
+                             memory=p.memory, memory_subject=p.memory_subject)
         return [(started, ACTOR, record.event_id)], None, False
     if state is None:
         return [], f"{kind} for unknown run {record.run_id}", True
@@ -168,7 +184,7 @@ def _accept(state: RunState | None, record: Event,
     request = state.open_requests.get(record.causation_id or "")
     if request is None:
         return [], f"{kind} answers {record.causation_id}, which is not an open request", False
-    if kind not in REQUEST_ANSWERS[request.kind]:
+    if kind not in answers_to(request.event):
         return [], f"{kind} cannot answer a {request.kind}", True
     return [(p, record.actor, record.causation_id)], None, False
 
@@ -219,12 +235,14 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
         return RunFailed(stage="timeout", reason=f"the run worked {p.active_s:.1f} s, past its "
                                                  f"{p.limit_s:g} s limit",
                          cost_usd=state.metrics.cost_usd), ACTOR, cause
-    if kind == "ResponseFinalized":
+    if kind == "ResponseFinalized" and cause in state.open_requests:
+        return None  # the memory service keeps what the run learnt first (MemoryStored)
+    if kind in ("ResponseFinalized", "MemoryStored"):
         duration = int((last.event_time - state.started_at).total_seconds() * 1000)
         if state.failure is not None:
             stage = "budget" if state.stopped else "planning"
             return RunFailed(stage=stage, reason=state.failure, cost_usd=state.metrics.cost_usd), ACTOR, cause
-        return RunCompleted(outcome=_outcome(state), tool_calls=state.metrics.tool_calls,
+        return RunCompleted(outcome=run_outcome(state), tool_calls=state.metrics.tool_calls,
                             cost_usd=state.metrics.cost_usd, duration_ms=duration), ACTOR, cause
     return None
 
@@ -232,6 +250,14 @@ def _follow_up(state: RunState, config: OrchestratorConfig) -> _Draft | None:
 def _retry_or_fail(state: RunState, p: StepTimedOut, config: OrchestratorConfig,
                    cause: str) -> _Draft:
     asked = state.open_requests.get(p.request_id)
+    if asked is not None and is_memory_request(asked.event):
+        # Memory must never block a run: it goes on without, and the log says why. The answer
+        # names the request, so it closes it and a late answer from the service is dropped.
+        reason = f"the memory service had no answer within {p.timeout_s:g} s"
+        if MEMORY_ANSWER[asked.kind] == "MemoryRetrieved":
+            return MemoryRetrieved(status="timeout", text=state.text, route=state.route, memories=[],
+                                   reason=reason), ACTOR, p.request_id
+        return MemoryStored(status="timeout", memories=[], reason=reason), ACTOR, p.request_id
     if asked is not None and p.attempt < config.timeouts.attempts:
         # `backoff` times what the attempt that timed out was given (as the timer recorded it).
         return RequestRetried(request_id=p.request_id, request_type=p.request_type,
@@ -266,11 +292,12 @@ def _next_step(state: RunState, config: OrchestratorConfig, cause: str) -> _Draf
 
 
 def _request_response(state: RunState, cause: str) -> _Draft:
-    return ResponseRequested(request_text=state.text,
-                             observations=list(state.observations)), ACTOR, cause
+    return ResponseRequested(request_text=state.text, observations=list(state.observations),
+                             memories=list(state.memories)), ACTOR, cause
 
 
-def _outcome(state: RunState) -> str:
+def run_outcome(state: RunState) -> str:
+    """How a run that completes ends: succeeded, partial, refused or budget_exceeded."""
     if state.stopped is not None:
         return "budget_exceeded"
     statuses = [o.status for o in state.observations]

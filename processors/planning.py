@@ -8,7 +8,15 @@ from datetime import datetime
 from processors.plan import plan_to_json, validate_plan
 from processors.results import answer
 from processors.tools.registry import ToolRegistry
-from schemas.events import Event, ModelCall, PlanGenerated, PlanRejected, PlanStep, RunStarted
+from schemas.events import (
+    Event,
+    MemoryRetrieved,
+    ModelCall,
+    PlanGenerated,
+    PlanRejected,
+    PlanStep,
+    RunStarted,
+)
 
 __all__ = ["plan_result", "ACTOR"]
 
@@ -18,7 +26,7 @@ ACTOR = "planner"
 def plan_result(started: Event, raw: str, *, model_call: ModelCall, registry: ToolRegistry,
                 now: datetime) -> Event:
     """Validate `raw` (the model's output for `started`) and record the call either way."""
-    assert isinstance(started.payload, RunStarted)
+    assert isinstance(started.payload, RunStarted | MemoryRetrieved)
     checked = validate_plan(raw, registry=registry, run_id=started.run_id)
     if checked.plan is None or checked.errors:
         rejected = PlanRejected(errors=list(checked.errors), raw_output=raw, model_call=model_call)

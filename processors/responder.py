@@ -21,14 +21,20 @@ _LEAD = {
 }
 
 
+_MEMORY_LINES = 3
+"""Memories quoted in an answer: the best ranked; the rest are in the run's MemoryRetrieved."""
+
+
 def _line(o: ObservationCaptured) -> str:
     return f"- {o.tool} ({o.step_id}): {_LEAD.get(o.status, '')}{o.summary}"
 
 
 def compose(request: ResponseRequested, *, stopped: str | None = None) -> str:
-    """A deterministic answer: what was asked, each step's outcome, and why it stopped early."""
+    """A deterministic answer: what was asked, each step's outcome, what the tenant's memory
+    holds on it, and why it stopped early."""
     obs = request.observations
-    tail = [f"Stopped early — {stopped}."] if stopped else []
+    tail = [f"From memory: {m}" for m in request.memories[:_MEMORY_LINES]]
+    tail += [f"Stopped early — {stopped}."] if stopped else []
     if not obs:
         return "\n".join([f"I could not act on “{request.request_text}”: no step was allowed to run.",
                           *tail])

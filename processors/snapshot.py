@@ -31,7 +31,8 @@ def to_snapshot(state: RunState, codec: EventCodec) -> RunSnapshot:
         parked_event_id=state.parked_event_id, observations=list(state.observations),
         metrics=state.metrics, answer=state.answer, failure=state.failure, stopped=state.stopped,
         active_s=state.active_s, active_since=state.active_since, traceparent=state.traceparent,
-        parked_at=state.parked_at,
+        parked_at=state.parked_at, memory=state.memory, memory_subject=state.memory_subject,
+        memories=list(state.memories),
     )
 
 
@@ -60,6 +61,7 @@ def from_snapshot(snapshot: RunSnapshot, codec: EventCodec, *, run_id: str) -> R
         parked_event_id=snapshot.parked_event_id, observations=tuple(snapshot.observations),
         metrics=snapshot.metrics, answer=snapshot.answer, failure=snapshot.failure,
         stopped=snapshot.stopped, active_s=snapshot.active_s, active_since=snapshot.active_since,
-        traceparent=snapshot.traceparent, parked_at=snapshot.parked_at,
+        traceparent=snapshot.traceparent, parked_at=snapshot.parked_at, memory=snapshot.memory,
+        memory_subject=snapshot.memory_subject, memories=tuple(snapshot.memories),
     )
 

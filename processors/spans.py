@@ -21,6 +21,8 @@ from schemas.events import (
     ApprovalGranted,
     ApprovalRequested,
     Event,
+    MemoryRetrieved,
+    MemoryStored,
     ModelCall,
     RunCancelled,
     RunCompleted,
@@ -126,6 +128,21 @@ def _tool(answer: Event, p: ToolExecuted, *, started: datetime, ended: datetime,
     return SpanSpec(f"execute_tool {p.tool}", started, ended, attributes, error_type=error)
 
 
+def _memory(answer: Event, p: MemoryRetrieved | MemoryStored, *, started: datetime,
+            ended: datetime) -> SpanSpec:
+    searched = isinstance(p, MemoryRetrieved)
+    attributes = _run_attributes(answer.run_id, answer.tenant_id) | {
+        "gen_ai.operation.name": "search_memory" if searched else "store_memory",
+        "gen_ai.data_source.id": f"memory:{answer.tenant_id}", "agentlog.memory.status": p.status,
+        "agentlog.memory.count": len(p.memories),
+    }
+    if isinstance(p, MemoryRetrieved):
+        attributes["agentlog.memory.retriever_version"] = p.retriever_version
+    error = None if p.status == "ok" else p.status
+    name = "search_memory" if searched else "store_memory"
+    return SpanSpec(name, started, ended, attributes, error_type=error)
+
+
 def answer_span(asked: Event, answer: Event, *, started: datetime, ended: datetime,
                 tool_io: bool = False) -> SpanSpec | None:
     """The span of the work a worker did between `started` and `ended` to answer `asked`, or
@@ -140,6 +157,8 @@ def answer_span(asked: Event, answer: Event, *, started: datetime, ended: dateti
         return _chat(answer, call, started=started, ended=ended)
     if isinstance(p, ToolApproved | ToolRejected | ApprovalRequested) and asked.event_type == "ToolProposed":
         return _guardrail(answer, started=started, ended=ended)
+    if isinstance(p, MemoryRetrieved | MemoryStored):
+        return _memory(answer, p, started=started, ended=ended)
     if isinstance(p, ToolExecuted):
         span = _tool(answer, p, started=started, ended=ended, tool_io=tool_io)
         arguments = getattr(asked.payload, "input_json", None)

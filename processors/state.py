@@ -15,6 +15,7 @@ from schemas.events import (
     ApprovalRequested,
     BudgetExceeded,
     Event,
+    MemoryRetrieved,
     ObservationCaptured,
     PlanGenerated,
     PlanRejected,
@@ -30,18 +31,27 @@ from schemas.events import (
 )
 
 __all__ = ["RunState", "OpenRequest", "Status", "evolve", "fold", "REQUEST_ANSWERS", "new_run",
-           "approval_refusal", "FoldError"]
+           "approval_refusal", "FoldError", "answers_to", "is_memory_request", "MEMORY_ANSWER"]
 
 # A request event the orchestrator appends, and the result types a worker may answer it with.
 REQUEST_ANSWERS: Mapping[str, frozenset[str]] = MappingProxyType({
-    # A planner may also refuse to spend: the tenant's daily budget is used up.
-    "RunStarted": frozenset({"PlanGenerated", "PlanRejected", "BudgetExceeded"}),
+    # A planner may also refuse to spend: the tenant's daily budget is used up. A memory run's
+    # RunStarted is the memory service's to answer first (see `answers_to`).
+    "RunStarted": frozenset({"PlanGenerated", "PlanRejected", "BudgetExceeded", "MemoryRetrieved"}),
+    "MemoryRetrieved": frozenset({"PlanGenerated", "PlanRejected", "BudgetExceeded"}),
     "ToolProposed": frozenset({"ToolApproved", "ToolRejected", "ApprovalRequested"}),
     "ToolApproved": frozenset({"ToolExecuted"}),
     "ResponseRequested": frozenset({"ResponseDrafted"}),
     # The draft goes to the finalizer (a stronger model, or a pass-through).
     "ResponseDrafted": frozenset({"ResponseFinalized"}),
+    # Only a memory run that will complete asks the memory service to keep what it learnt.
+    "ResponseFinalized": frozenset({"MemoryStored"}),
 })
+
+MEMORY_ANSWER: Mapping[str, str] = MappingProxyType({"RunStarted": "MemoryRetrieved",
+                                                     "ResponseFinalized": "MemoryStored"})
+"""A memory request's kind, and the one answer it takes (from the memory service, or from the
+orchestrator itself when that answer does not come in time)."""
 
 _ANSWERS = frozenset().union(*REQUEST_ANSWERS.values())
 
@@ -88,6 +98,22 @@ class OpenRequest:
         return self.event.event_type
 
 
+def is_memory_request(request: Event) -> bool:
+    """Whether `request` is put to the memory service (a memory run's RunStarted or ResponseFinalized)."""
+    p = request.payload
+    return request.event_type == "ResponseFinalized" or (isinstance(p, RunStarted) and p.memory)
+
+
+def answers_to(request: Event) -> frozenset[str]:
+    """The result types that may answer `request`: a memory run's RunStarted is answered by the
+    memory service only, any other RunStarted by the planner only."""
+    kind = request.event_type
+    if kind == "RunStarted":
+        memory = MEMORY_ANSWER[kind]
+        return frozenset({memory}) if is_memory_request(request) else REQUEST_ANSWERS[kind] - {memory}
+    return REQUEST_ANSWERS.get(kind, frozenset())
+
+
 _NO_METRICS = RunMetrics(tool_calls=0, tickets_created=0, emails_sent=0, cost_usd=0.0)
 
 
@@ -131,6 +157,11 @@ class RunState:
     """When the current stretch of work began; None while the run waits for a person."""
     traceparent: str | None = None
     """The W3C trace context of the run's root span (from RunStarted)."""
+    memory: bool = False
+    """The tenant had opted in to long-term memory when the run was requested."""
+    memory_subject: str | None = None
+    memories: tuple[str, ...] = ()
+    """The redacted texts of the memories the run was given (MemoryRetrieved)."""
 
     def active_at(self, now: datetime) -> float:
         """Seconds the run has worked by `now`, not counting waits for a person."""
@@ -151,7 +182,8 @@ def new_run(event: Event) -> RunState:
     return RunState(
         run_id=event.run_id, tenant_id=event.tenant_id, route=p.route, text=p.text,
         idempotency_key=p.idempotency_key, started_at=event.event_time,
-        active_since=event.event_time, traceparent=p.traceparent,
+        active_since=event.event_time, traceparent=p.traceparent, memory=p.memory,
+        memory_subject=p.memory_subject,
     )
 
 
@@ -222,7 +254,7 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     open_requests = dict(state.open_requests)
     if kind in _ANSWERS and event.causation_id is not None:
         open_requests.pop(event.causation_id, None)
-    if kind in REQUEST_ANSWERS:
+    if kind in REQUEST_ANSWERS and _asks(state, event):
         refusal = approval_refusal(state, event) if kind == "ToolApproved" else None
         open_requests[event.event_id] = OpenRequest(event, event.event_time, refusal=refusal)
     if kind in _STATUS_AFTER:
@@ -266,6 +298,9 @@ def evolve(state: RunState | None, event: Event) -> RunState:
     elif kind == "ResponseDrafted":
         assert isinstance(p, ResponseDrafted)
         changes["metrics"] = _add_cost(state.metrics, p.model_call.cost_usd)
+    elif kind == "MemoryRetrieved":
+        assert isinstance(p, MemoryRetrieved)
+        changes["memories"] = tuple(m.text for m in p.memories)
     elif kind == "ResponseFinalized":
         assert isinstance(p, ResponseFinalized)
         changes["answer"] = p.text
@@ -277,6 +312,14 @@ def evolve(state: RunState | None, event: Event) -> RunState:
                        active_s=state.active_at(event.event_time))
     changes["open_requests"] = open_requests
     return replace(state, **changes)
+
+
+def _asks(state: RunState, event: Event) -> bool:
+    """Whether `event` waits for a worker's answer: a ResponseFinalized only in a memory run
+    that will complete (a failed run leaves no memory, and ends at once)."""
+    if event.event_type == "ResponseFinalized":
+        return state.memory and state.failure is None
+    return True
 
 
 def fold(events: list[Event]) -> RunState | None:

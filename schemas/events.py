@@ -16,7 +16,8 @@ __all__ = [
     "ApprovalRequested", "ApprovalGranted", "ApprovalDenied", "ApprovalExpired", "ToolExecuted",
     "ObservationCaptured", "ResponseRequested", "ResponseDrafted", "ResponseFinalized",
     "BudgetExceeded", "StepTimedOut", "RequestRetried", "RunTimedOut", "RunCancelled",
-    "RunFailed", "RunCompleted", "Payload", "PAYLOAD_TYPES",
+    "RunFailed", "RunCompleted", "RetrievedMemory", "StoredMemory", "MemoryRetrieved", "MemoryStored",
+    "Payload", "PAYLOAD_TYPES", "MEMORY_STATUSES",
     "TERMINAL_TYPES", "SPOILER_TYPES", "VIOLATION_TYPES", "Event",
 ]
 
@@ -77,6 +78,8 @@ class RunRequested(Record):
     idempotency_key: str
     requested_by: str | None = None
     traceparent: str | None = None
+    memory: bool = False
+    memory_subject: str | None = None
 
 
 class RunStarted(Record):
@@ -85,6 +88,8 @@ class RunStarted(Record):
     idempotency_key: str
     requested_by: str | None = None
     traceparent: str | None = None
+    memory: bool = False
+    memory_subject: str | None = None
 
 
 class PlanGenerated(Record):
@@ -178,6 +183,7 @@ class ObservationCaptured(Record):
 class ResponseRequested(Record):
     request_text: str
     observations: list[ObservationCaptured]
+    memories: list[str] = []
 
 
 class ResponseDrafted(Record):
@@ -236,12 +242,45 @@ class RunCompleted(Record):
     duration_ms: Long
 
 
+MEMORY_STATUSES = frozenset({"ok", "unavailable", "timeout"})
+"""How a memory step ended: answered, the store could not answer, or no answer in time."""
+
+
+class RetrievedMemory(Record):
+    memory_id: str
+    text: str
+    score: float
+    expires_at: Millis
+
+
+class StoredMemory(Record):
+    memory_id: str
+    subject: str = ""
+    text: str
+    expires_at: Millis
+
+
+class MemoryRetrieved(Record):
+    status: str
+    text: str
+    route: str
+    memories: list[RetrievedMemory]
+    retriever_version: str = ""
+    reason: str | None = None
+
+
+class MemoryStored(Record):
+    status: str
+    memories: list[StoredMemory]
+    reason: str | None = None
+
+
 Payload = (
     RunRequested | RunStarted | PlanGenerated | PlanRejected | ToolProposed | ToolApproved
     | ToolRejected | ApprovalRequested | ApprovalGranted | ApprovalDenied | ApprovalExpired
     | ToolExecuted | ObservationCaptured | ResponseRequested | ResponseDrafted | ResponseFinalized
     | BudgetExceeded | StepTimedOut | RequestRetried | RunTimedOut | RunCancelled | RunFailed
-    | RunCompleted
+    | RunCompleted | MemoryRetrieved | MemoryStored
 )
 
 # Order matters: it is the order of the Avro union in agentlog.Event.avsc.

@@ -59,6 +59,9 @@ class RunSnapshot(Record):
     active_since: Millis | None = None
     traceparent: str | None = None
     parked_at: Millis | None = None
+    memory: bool = False
+    memory_subject: str | None = None
+    memories: list[str] = []  # noqa: RUF012 - pydantic copies a default per instance; Avro states it
 
 
 class Checkpoint(Record):

@@ -49,6 +49,7 @@ from streams.api_keys import ApiKey, KeyStore
 from streams.approvals import NotWaiting, decide, pending_approvals
 from streams.claims import Claims, Places
 from streams.console.api import add_console
+from streams.gateway_memory import add_memory_routes
 from streams.gateway_schema import (
     EVENT_FRAME,
     MAX_BODY_BYTES,
@@ -442,6 +443,8 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         return measured(query)
+
+    add_memory_routes(app, settings, needs)
 
     async def _decide(run_id: str, body: Decision, key: ApiKey, approve: bool) -> DecisionAccepted:
         events = await run_in_threadpool(own_run, run_id, key)

@@ -106,7 +106,7 @@ class TopicSpec:
     config: dict[str, str]
 
 
-FOLDING_SERVICES = ("orchestrator", "executor", "responder")
+FOLDING_SERVICES = ("orchestrator", "executor", "responder", "memory")
 """The processors that fold their runs, each with a snapshot topic of its own."""
 
 

@@ -39,7 +39,7 @@ ProcessCollector(registry=REGISTRY)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 PORT_OFFSETS: dict[str, int] = {"orchestrator": 0, "planner": 1, "guard": 2, "executor": 3,
-                                "responder": 4, "sink": 5, "alerting": 6, "watchdog": 7}
+                                "responder": 4, "sink": 5, "alerting": 6, "watchdog": 7, "memory": 8}
 """Each service's port is `metrics_port` plus its offset (the gateway uses its own port)."""
 
 # Fast enough for a hop between two processes, long enough for a model call or a slow tool.

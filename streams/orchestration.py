@@ -18,4 +18,5 @@ def orchestrator_config(settings: Settings, tools: ToolRegistry | None = None) -
         tool_timeouts={t.name: t.timeout_s for t in tools},
         timeouts=Timeouts(step_s=settings.step_timeout_s, attempts=settings.step_attempts,
                           backoff=settings.step_backoff, run_s=settings.run_timeout_s),
+        memory_timeout_s=settings.memory_timeout_s,
     )

@@ -76,6 +76,11 @@ def event_summary(e: Event) -> str:
         return f"{p.request_type} asked again: attempt {p.attempt}, {p.timeout_s:g} s to answer"
     if t == "RunTimedOut":
         return f"worked {p.active_s:.1f} s, past its {p.limit_s:g} s limit"
+    if t in ("MemoryRetrieved", "MemoryStored"):
+        done = "retrieved" if t == "MemoryRetrieved" else "stored"
+        texts = "".join(f" | {m.text}" for m in p.memories)
+        why = f" — {p.reason}" if p.reason else ""
+        return _short(f"{len(p.memories)} memory(ies) {done} [{p.status}]{why}{texts}")
     return _short(e.payload.model_dump_json())
 
 

@@ -15,6 +15,7 @@ from schemas.codec import EventCodec
 from schemas.events import ApprovalDenied, ApprovalGranted, Event, RunCancelled, RunRequested
 from streams.edge import LogUnavailable
 from streams.kafka import headers_for
+from streams.memory_ops import memory_opted_in
 from streams.run_reads import reader_for
 from streams.service import utcnow
 from streams.settings import Settings
@@ -55,21 +56,29 @@ def send_to_inbox(settings: Settings, producer: Producer, codec: EventCodec, rec
 
 def request_run(settings: Settings, producer: Producer, codec: EventCodec, *, text: str,
                 tenant_id: str, route: str = "default", idempotency_key: str | None = None,
-                requested_by: str | None = None) -> str:
-    """Put a RunRequested on the inbox; returns the run id."""
-    record = run_request(text=text, tenant_id=tenant_id, route=route,
-                         idempotency_key=idempotency_key, requested_by=requested_by)
+                requested_by: str | None = None, memory: bool | None = None,
+                memory_subject: str | None = None) -> str:
+    """Put a RunRequested on the inbox; returns the run id.
+
+    memory: whether the run uses the tenant's long-term memory; None asks the memory service
+        whether the tenant opted in (no answer within half a second: no memory).
+    """
+    if memory is None:
+        memory = memory_opted_in(settings, tenant_id)
+    record = run_request(text=text, tenant_id=tenant_id, route=route, idempotency_key=idempotency_key,
+                         requested_by=requested_by, memory=memory, memory_subject=memory_subject)
     send_to_inbox(settings, producer, codec, record)
     return record.run_id
 
 
 def run_request(*, text: str, tenant_id: str, route: str = "default",
-                idempotency_key: str | None = None, requested_by: str | None = None) -> Event:
+                idempotency_key: str | None = None, requested_by: str | None = None,
+                memory: bool = False, memory_subject: str | None = None) -> Event:
     """The inbox record that asks for a run (its id follows from tenant and idempotency key)."""
     key = idempotency_key or uuid.uuid4().hex
     return Event.of(
         RunRequested(text=text, route=route, idempotency_key=key, requested_by=requested_by,
-                     traceparent=new_traceparent()),
+                     traceparent=new_traceparent(), memory=memory, memory_subject=memory_subject),
         run_id=run_id_for(tenant_id, key), seq=0, event_id=str(uuid.uuid4()), tenant_id=tenant_id,
         event_time=utcnow(), actor=f"user:{requested_by}" if requested_by else "gateway",
     )

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     """Each retry is given this many times the time of the attempt before it."""
     run_timeout_s: float = Field(600.0, ge=0)
     """Time a run may work in all, waits for a person not counted; 0: no limit."""
+    memory_timeout_s: float = Field(2.0, gt=0)
+    """Time the memory service has to retrieve or store for a run; then the run goes on without it."""
     worker_concurrency: int = Field(4, ge=1)
     """Runs a planner, executor or responder works on at once (the executor keeps as many
     warm sandbox children)."""

@@ -36,7 +36,8 @@ __all__ = ["Proc", "SupervisorError", "SERVICES", "alive", "brokers", "down", "p
            "services", "spawn", "start_lock", "status", "up"]
 
 
-SERVICES = ("orchestrator", "planner", "guard", "executor", "responder", "sink", "alerting", "gateway")
+SERVICES = ("orchestrator", "planner", "guard", "executor", "responder", "memory", "sink", "alerting",
+            "gateway")
 """The runtime's services, in start order."""
 
 

@@ -12,6 +12,8 @@ from schemas.events import (
     ApprovalRequested,
     BudgetExceeded,
     Event,
+    MemoryRetrieved,
+    MemoryStored,
     ModelCall,
     ObservationCaptured,
     PlanGenerated,
@@ -22,6 +24,7 @@ from schemas.events import (
     ResponseDrafted,
     ResponseFinalized,
     ResponseRequested,
+    RetrievedMemory,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -51,7 +54,7 @@ def one_of_each() -> list[Record]:
     payloads: list[Record] = [
         RunRequested(text="what is our refund policy?", idempotency_key="k1"),
         RunStarted(text="what is our refund policy?", route="support", idempotency_key="k1",
-                   requested_by="ana", traceparent=TRACEPARENT),
+                   requested_by="ana", traceparent=TRACEPARENT, memory=True, memory_subject="ana"),
         PlanGenerated(max_steps=3, budget_usd=0.5, steps=[PlanStep(
             id="s1", objective="find the policy", tool="search_docs",
             input_json='{"query": "refund"}', success_criteria="a passage is found")],
@@ -71,7 +74,7 @@ def one_of_each() -> list[Record]:
         ToolExecuted(step_id="s1", tool="search_docs", status="ok", output_json='{"hits": []}',
                      duration_ms=40, cost_usd=0.0005),
         OBS,
-        ResponseRequested(request_text="refunds?", observations=[OBS]),
+        ResponseRequested(request_text="refunds?", observations=[OBS], memories=["refunds take 30 days"]),
         ResponseDrafted(text="30 days.", model_call=CALL),
         ResponseFinalized(text="30 days."),
         BudgetExceeded(limit="budget_usd", limit_value=0.5, spent=0.6, reason="over"),
@@ -83,6 +86,11 @@ def one_of_each() -> list[Record]:
         RunCancelled(reason="user asked", requested_by="ana", cost_usd=0.0012),
         RunFailed(stage="planning", reason="plan rejected", cost_usd=0.0021),
         RunCompleted(outcome="succeeded", tool_calls=1, cost_usd=0.0005, duration_ms=1234),
+        MemoryRetrieved(status="ok", text="what is our project code?", route="support",
+                        memories=[RetrievedMemory(memory_id="m1", text="Our project code is ZEBRA-42.",
+                                                  score=0.91, expires_at=T0 + timedelta(days=30))],
+                        retriever_version="bm25s-hybrid-1"),
+        MemoryStored(status="timeout", memories=[], reason="no answer in 2 s"),
     ]
     assert {type(p).__name__ for p in payloads} == set(PAYLOAD_TYPES), "a type has no example"
     return payloads

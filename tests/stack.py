@@ -142,7 +142,7 @@ def _free_run(n: int, avoid: set[int]) -> int:
 def running_stack(home: Path, *, brokers: int = 1, **extra: str) -> Iterator[Stack]:
     """A stack under `home` on free ports (and `extra` AGENTLOG_* settings), up for the `with`
     block and down after it; `brokers=3` runs a local three-broker cluster."""
-    gateway, query, smtp = services = free_ports(3)
+    gateway, query, smtp, memory = services = free_ports(4)
     # Node n listens on kafka + 2(n-1) and its controller one above: one block of ports.
     kafka = _free_run(2 * brokers, set(services))
     controller = kafka + 1
@@ -153,6 +153,7 @@ def running_stack(home: Path, *, brokers: int = 1, **extra: str) -> Iterator[Sta
         "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka), "AGENTLOG_BROKERS": str(brokers),
         "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
         "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
+        "AGENTLOG_MEMORY_PORT": str(memory),
         "AGENTLOG_METRICS_PORT": str(metrics),
         "AGENTLOG_KAFKA_HEAP": "512m", "AGENTLOG_SETTINGS_FILE": str(home / "none.env"), **extra,
     })

@@ -41,7 +41,15 @@ from processors.prompts import load_prompt
 from processors.responder import ACTOR as RESPONDER
 from processors.results import answer
 from processors.tools.registry import ToolRegistry, default_registry
-from schemas.events import Event, ModelCall, PlanRejected, ResponseDrafted, ResponseFinalized, RunStarted
+from schemas.events import (
+    Event,
+    MemoryRetrieved,
+    ModelCall,
+    PlanRejected,
+    ResponseDrafted,
+    ResponseFinalized,
+    RunStarted,
+)
 
 __all__ = [
     "DEFAULT_ROUTE",
@@ -150,7 +158,8 @@ def plan_with(
     now: Callable[[], datetime],
     clock: Callable[[], float] = time.perf_counter,
 ) -> Event:
-    """Ask `model` for the plan of the RunStarted `started`; PlanGenerated or PlanRejected.
+    """Ask `model` for the plan of the RunStarted `started` (or, in a memory run, of the
+    MemoryRetrieved that follows it); PlanGenerated or PlanRejected.
 
     config: prices the call (a RecordedPlanner's calls keep their recorded ModelCall).
     registry: what the plan is validated against.
@@ -158,8 +167,9 @@ def plan_with(
     clock: seconds, for the call's latency.
     """
     request = started.payload
-    if not isinstance(request, RunStarted):
-        raise TypeError(f"plan_with needs a RunStarted, got {started.event_type}")
+    if not isinstance(request, RunStarted | MemoryRetrieved):
+        raise TypeError(f"plan_with needs a RunStarted, got {started.event_type} "
+                        "(or a MemoryRetrieved in a memory run)")
     begun = clock()
     try:
         raw = model.plan(run_id=started.run_id, text=request.text, route=request.route)

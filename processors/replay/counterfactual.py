@@ -18,6 +18,7 @@ from processors.executor import execution_result, refusal
 from processors.guard import decide_call
 from processors.models import DEFAULT_ROUTE, RecordedPlanner, ResponseWriter, final_response, plan_with
 from processors.models.errors import NotRecorded
+from processors.orchestrator import ACTOR as ORCHESTRATOR
 from processors.orchestrator import handle
 from processors.ports import PlannerModel
 from processors.replay.compare import Divergence, differences, divergence
@@ -29,9 +30,11 @@ from processors.replay.workers import Processors, fold_from
 from processors.responder import ACTOR as RESPONDER
 from processors.responder import draft_response
 from processors.results import answer
-from processors.state import RunState, Status
+from processors.state import MEMORY_ANSWER, RunState, Status, is_memory_request
 from schemas.events import (
     Event,
+    MemoryRetrieved,
+    MemoryStored,
     ResponseDrafted,
     ResponseFinalized,
     RunStarted,
@@ -183,7 +186,9 @@ def _next_input(sim: Simulation, state: RunState, baseline: Processors) -> Event
 def _answer(sim: Simulation, trigger: Event, state: RunState, baseline: Processors) -> Event | None:
     procs = sim.candidate.processors
     p = trigger.payload
-    if isinstance(p, RunStarted):
+    if is_memory_request(trigger):
+        return _memory_answer(sim, trigger)
+    if isinstance(p, RunStarted | MemoryRetrieved):
         refused = sim.world.planner_refusal
         if refused is not None:
             return refused.model_copy(update={"seq": 0, "event_id": f"replay:{refused.event_id}"})
@@ -232,6 +237,20 @@ def _answer(sim: Simulation, trigger: Event, state: RunState, baseline: Processo
         final = sent.payload
         return _later(sim, sent, final.model_call if isinstance(final, ResponseFinalized) else None)
     sim.stopped = f"no worker answers {trigger.event_type}"
+    return None
+
+
+def _memory_answer(sim: Simulation, trigger: Event) -> Event | None:
+    """The memory service's recorded answer, reused: replay reads and writes no store. A run that
+    now completes where the recorded one did not has nothing recorded to keep: it stores nothing."""
+    kind = MEMORY_ANSWER[trigger.event_type]
+    recorded = next((e for e in sim.run.events if e.event_type == kind and e.actor != ORCHESTRATOR), None)
+    if recorded is not None:
+        return answer(trigger, recorded.payload, actor=recorded.actor, now=sim.now)
+    if kind == "MemoryStored":
+        return answer(trigger, MemoryStored(status="unavailable", memories=[],
+                                            reason="replay stores no memory"), actor="memory", now=sim.now)
+    sim.stopped = "the recording has no memories retrieved for this run"
     return None
 
 

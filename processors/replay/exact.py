@@ -59,7 +59,8 @@ def inbox_record(recorded: Event) -> Event:
     p = recorded.payload
     if isinstance(p, RunStarted):
         request = RunRequested(text=p.text, route=p.route, idempotency_key=p.idempotency_key,
-                               requested_by=p.requested_by, traceparent=p.traceparent)
+                               requested_by=p.requested_by, traceparent=p.traceparent,
+                               memory=p.memory, memory_subject=p.memory_subject)
         return Event.of(request, run_id=recorded.run_id, seq=0,
                         event_id=recorded.causation_id or f"replay:{recorded.event_id}",
                         tenant_id=recorded.tenant_id, event_time=recorded.event_time,

@@ -25,7 +25,8 @@ from schemas.events import Event, ResponseFinalized
 __all__ = ["Processors", "redecide", "fold_from", "WORKERS"]
 
 WORKERS = {"RunStarted": "planner", "ToolProposed": "policy_guard", "ToolApproved": "tool_executor",
-           "ResponseRequested": "responder", "ResponseDrafted": "responder"}
+           "ResponseRequested": "responder", "ResponseDrafted": "responder",
+           "MemoryRetrieved": "planner", "ResponseFinalized": "memory"}
 """Which worker answers each request the orchestrator appends."""
 
 
@@ -57,7 +58,9 @@ def redecide(recorded: Event, trigger: Event, *, state: RunState | None,
     """
     kind = trigger.event_type
     now = recorded.event_time
-    if kind == "RunStarted":
+    if recorded.event_type in ("MemoryRetrieved", "MemoryStored"):
+        return None  # what the store held or kept then: the world's, fed back as recorded, never read again
+    if kind in ("RunStarted", "MemoryRetrieved"):
         if recorded.event_type == "BudgetExceeded":
             return None  # the tenant's spend that day, read from the store: an input, not a rule
         planner = RecordedPlanner({recorded.run_id: [recorded]})

@@ -15,6 +15,7 @@ from streams.cli.common import Context, fail, pass_ctx
 from streams.cli.demo import demo
 from streams.cli.health import health
 from streams.cli.keys import keys
+from streams.cli.memory import memory
 from streams.cli.metrics import metrics
 from streams.cli.plan import plan
 from streams.cli.policy import policy
@@ -137,6 +138,7 @@ main.add_command(health)
 main.add_command(topics)
 main.add_command(metrics)
 main.add_command(alerts)
+main.add_command(memory)
 
 
 if __name__ == "__main__":

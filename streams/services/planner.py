@@ -1,5 +1,8 @@
 """Planner service: RunStarted -> PlanGenerated | PlanRejected, by the route's planner model.
 
+A memory run is planned once its memories are in (MemoryRetrieved, which carries the request and
+its route), not from its RunStarted.
+
 The model configuration (`AGENTLOG_MODELS_FILE`) names each route's provider and model; a route
 it does not list uses `default` (the scripted planner as shipped). Every call is recorded with
 provider, model, prompt version, tokens, latency and cost. A model that cannot be reached
@@ -16,7 +19,7 @@ from processors.ports import PlannerModel
 from processors.results import answer
 from processors.state import RunState
 from processors.tools.registry import ToolRegistry
-from schemas.events import BudgetExceeded, Event, PlanRejected, RunStarted
+from schemas.events import BudgetExceeded, Event, MemoryRetrieved, PlanRejected, RunStarted
 from streams.budgets import tenant_spend_today
 from streams.models_config import api_keys_from_env, missing_api_keys, models_config_or_exit
 from streams.service import ServiceContext, utcnow
@@ -69,7 +72,9 @@ def main() -> None:
 
     def handle(event: Event, _state: RunState | None) -> Iterable[Event]:
         request = event.payload
-        assert isinstance(request, RunStarted)
+        assert isinstance(request, RunStarted | MemoryRetrieved)
+        if isinstance(request, RunStarted) and request.memory:
+            return  # the memory service answers it; its MemoryRetrieved is planned
         over = _over_daily_budget(settings, event)
         if over is not None:
             ctx.log.warning("run %s: %s", event.run_id, over.reason)
@@ -82,7 +87,7 @@ def main() -> None:
                             request.route, model.model, "; ".join(result.payload.errors)[:500])
         yield result
 
-    run_worker(ctx, handles=frozenset({"RunStarted"}), handle=handle,
+    run_worker(ctx, handles=frozenset({"RunStarted", "MemoryRetrieved"}), handle=handle,
                concurrency=settings.worker_concurrency)
 
 

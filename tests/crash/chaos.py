@@ -28,7 +28,7 @@ __all__ = [
     "read_log", "request_text", "retrying", "submit", "wait_for_runs", "waiting_for",
 ]
 
-SERVICES = ("orchestrator", "planner", "guard", "executor", "responder", "sink", "gateway")
+SERVICES = ("orchestrator", "planner", "guard", "executor", "responder", "memory", "sink", "gateway")
 SIDE_EFFECTS = {"create_ticket", "send_email"}
 
 

@@ -31,13 +31,13 @@ def types(run: dict) -> list[str]:
 def test_status_reports_kafka_and_every_service(stack: Stack):
     info = stack.cli_json("status")
     assert info["kafka"]["bootstrap"] == f"127.0.0.1:{stack.settings.kafka_port}"
-    expected = {"mail", "orchestrator", "planner", "guard", "executor", "responder", "sink", "alerting",
-                "gateway", "watchdog"}
+    expected = {"mail", "orchestrator", "planner", "guard", "executor", "responder", "memory", "sink",
+                "alerting", "gateway", "watchdog"}
     assert set(info["services"]) == expected
     assert all(s["alive"] and isinstance(s["pid"], int) for s in info["services"].values())
     # Alive is not all: each folding or consuming service says whether it works.
     assert all(info["services"][s]["state"] in ("idle", "working", "waiting")
-               for s in ("orchestrator", "planner", "guard", "executor", "responder", "sink"))
+               for s in ("orchestrator", "planner", "guard", "executor", "responder", "memory", "sink"))
 
 
 def test_a_docs_question_is_answered_from_the_documents(stack: Stack):

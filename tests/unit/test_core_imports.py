@@ -10,7 +10,8 @@ CORE = [
     "processors.planning", "processors.guard", "processors.executor", "processors.responder",
     "processors.plan", "processors.planner_scripted", "processors.models", "policies",
     "processors.replay", "processors.replay.scoring", "processors.replay.gate",
-    "processors.replay.candidates", "processors.replay.memo", "processors.spans",
+    "processors.replay.candidates", "processors.replay.memo", "processors.memory.records",
+    "processors.memory.remember", "processors.memory.answers", "processors.spans",
 ]
 FORBIDDEN = ["confluent_kafka", "faust", "aiokafka", "clickhouse_connect", "chdb", "httpx",
              "requests", "urllib3", "fastapi", "uvicorn", "http.client", "smtplib", "sqlite3",

@@ -267,3 +267,22 @@ def test_a_model_grader_call_is_a_chat_span_with_its_grade(exported: InMemorySpa
     assert span.attributes["gen_ai.usage.input_tokens"] == 50
     assert span.attributes["gen_ai.usage.output_tokens"] == 9
     assert span.attributes["gen_ai.evaluation.score.value"] == 0.75
+
+
+def test_memory_steps_are_spans_with_what_they_found() -> None:
+    from schemas.events import MemoryRetrieved, MemoryStored, RetrievedMemory
+
+    started = envelope(RunStarted(text="what is our project code?", route="default", idempotency_key="k",
+                                  memory=True), seq=1)
+    found = answer(started, MemoryRetrieved(status="ok", text="what is our project code?", route="default",
+                                            retriever_version="bm25s-hybrid/1", memories=[RetrievedMemory(
+                                                memory_id="m1", text="Our code is ZEBRA-42", score=3.2,
+                                                expires_at=T0 + timedelta(days=30))]),
+                   actor="memory", now=T0)
+    span = answer_span(started, found, started=T0, ended=T0 + timedelta(milliseconds=4))
+    assert span is not None and span.name == "search_memory" and span.error_type is None
+    assert span.attributes["gen_ai.operation.name"] == "search_memory"
+    assert span.attributes["agentlog.memory.count"] == 1
+    late = answer(started, MemoryStored(status="unavailable", memories=[]), actor="memory", now=T0)
+    stored = answer_span(started, late, started=T0, ended=T0)
+    assert stored is not None and stored.name == "store_memory" and stored.error_type == "unavailable"
