@@ -17,7 +17,7 @@ from schemas.memory_log import MemoryForgotten, MemoryKept, MemoryOptedIn
 from sinks.memory_store import MemoryStore
 from streams.memory_log import MemoryLog
 from streams.memory_ops import LocalMemory
-from tests.stack import Stack
+from tests.stack import Stack, eventually
 
 QUERIES = ["what is our project code?", "who approves refunds", "where is the staging cluster",
            "contact for the audit", "deploy window"]
@@ -123,3 +123,43 @@ def test_the_memory_service_records_runs_and_forgets_and_rebuilds(stack: Stack, 
     rebuilt = stack.cli_json("memory", "rebuild", "--tenant", tenant)
     assert rebuilt["tenants"][0]["memories"] == len(before) >= 2
     assert stack.cli_json("memory", "list", "--tenant", tenant) == before
+
+
+def _events(stack: Stack, run_id: str) -> dict[str, dict[str, Any]]:
+    shown = stack.cli_json("runs", "show", run_id)
+    return {e["event_type"]: e["payload"] for e in shown["events"]}
+
+
+def test_a_run_about_a_subject_is_given_and_leaves_memories_of_that_subject(stack: Stack, tmp_path) -> None:
+    tenant = f"subject-{uuid.uuid4().hex[:8]}"
+    stack.cli("memory", "opt-in", "--tenant", tenant)
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text("".join(json.dumps(line) + "\n" for line in [
+        {"id": "globex", "text": "The account manager is Ana Lima", "subject": "globex"},
+        {"id": "initech", "text": "The account manager is Bob Stone", "subject": "initech"},
+        {"id": "all", "text": "Every account manager answers within a day"}]))
+    stack.cli("memory", "import", "--tenant", tenant, str(facts))
+
+    done = stack.cli_json("submit", "Who is the account manager?", "--tenant", tenant, "--subject", "initech",
+                          "--wait")
+    assert done["status"] == "completed"
+    events = _events(stack, done["run_id"])
+    assert events["RunStarted"]["memory_subject"] == "initech"
+    assert [m["memory_id"] for m in events["MemoryRetrieved"]["memories"]] == ["initech"]
+    assert "Bob Stone" in stack.cli_json("runs", "show", done["run_id"])["answer"]
+    assert {m["subject"] for m in events["MemoryStored"]["memories"]} == {"initech"}
+
+    with stack.client(tenant) as http:
+        accepted = http.post("/v1/runs", json={"text": "Who is the account manager?", "subject": "globex"})
+        assert accepted.status_code == 202, accepted.text
+        run_id = accepted.json()["run_id"]
+        again = http.post("/v1/runs", json={"text": "Who is the account manager?", "subject": "initech"},
+                          headers={"Idempotency-Key": "k1"})
+        clash = http.post("/v1/runs", json={"text": "Who is the account manager?", "subject": "globex"},
+                          headers={"Idempotency-Key": "k1"})
+        assert again.status_code == 202 and clash.status_code == 409  # another subject, another request
+    shown = eventually(lambda: (s := stack.cli_json("runs", "show", run_id))["status"] == "completed" and s,
+                       what="the HTTP run to complete")
+    retrieved = next(e["payload"] for e in shown["events"] if e["event_type"] == "MemoryRetrieved")
+    assert [m["memory_id"] for m in retrieved["memories"]] == ["globex"]
+    assert "Ana Lima" in shown["answer"]
