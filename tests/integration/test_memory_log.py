@@ -163,3 +163,21 @@ def test_a_run_about_a_subject_is_given_and_leaves_memories_of_that_subject(stac
     retrieved = next(e["payload"] for e in shown["events"] if e["event_type"] == "MemoryRetrieved")
     assert [m["memory_id"] for m in retrieved["memories"]] == ["globex"]
     assert "Ana Lima" in shown["answer"]
+
+
+def test_the_demo_shows_a_remembered_fact_used_by_a_later_run(stack: Stack, monkeypatch) -> None:
+    from rich.console import Console
+
+    from streams.cli.common import Context
+    from streams.cli.demo_memory import show_memory
+
+    monkeypatch.setenv("AGENTLOG_MEMORY_PORT", stack.env["AGENTLOG_MEMORY_PORT"])  # the stack's service
+    ctx = Context(stack.settings)
+    ctx.console = Console(record=True, width=200, highlight=False)
+    show_memory(ctx, stamp=uuid.uuid4().hex[:8])
+    shown = ctx.console.export_text()
+    stored = next(line for line in shown.splitlines() if "MemoryStored" in line)
+    assert "ORION-7" in stored and "<PHONE_NUMBER>" in stored
+    assert "901820" not in shown.split("MemoryStored", 1)[1]  # only the request itself shows the number
+    assert "MemoryRetrieved, before planning: our project code is ORION-7" in shown
+    assert "remembered fact" in shown and "From memory: our project code is ORION-7" in shown, shown
