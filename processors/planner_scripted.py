@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from processors.planner_sql import DOCS_CUE, EMAIL, read_sql, rx, write_sql
+from schemas.events import RetrievedMemory
 
 __all__ = ["SAMPLE_REQUESTS", "ScriptedPlanner"]
 
@@ -92,11 +94,14 @@ class ScriptedPlanner:
     prompt_version = "scripted/1"
     """Recorded as the prompt version; bump it when the rules change what plans come out."""
 
-    def plan(self, *, run_id: str, text: str, route: str = "default") -> str:
-        """The plan for `text`, as the JSON text a model would return."""
+    def plan(self, *, run_id: str, text: str, route: str = "default",
+             memories: Sequence[RetrievedMemory] = ()) -> str:
+        """The plan for `text`, as the JSON text a model would return. A question a remembered
+        fact of `memories` answers is planned as an answer from that fact (the docs are still
+        searched, for anything newer); without a matching fact, the plan is what it always was."""
         del route  # one rule set for every route; model planners pick a prompt by it
         request = " ".join(text.split())
-        steps = _steps_for(request)[:_MAX_STEPS]
+        steps = [_from_memory(s, memories) for s in _steps_for(request)][:_MAX_STEPS]
         plan = {
             "runId": run_id,
             "maxSteps": min(_MAX_STEPS, len(steps) + 2),
@@ -147,6 +152,45 @@ def _clause_steps(clause: str, *, request: str, previous: str) -> list[_Step]:
     if _QUESTION.search(core) or DOCS_CUE.search(core):
         return [_docs_step(clause)]
     return []  # small talk or context ("Hi.", "The VPN keeps dropping") is no step of its own
+
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9-]+")
+_NOT_CONTENT = frozenset({
+    "the", "and", "are", "was", "were", "for", "with", "what", "whats", "who", "whom", "which", "where",
+    "when", "why", "how", "our", "your", "their", "its", "this", "that", "these", "those", "does",
+    "did", "can", "could", "should", "would", "will", "about", "from", "into", "have", "has", "had",
+    "any", "all", "there", "here", "tell", "give", "show", "find", "look", "please", "know", "is", "do"})
+_EXCHANGE = "Asked: "
+"""How a memory of a past exchange begins (processors/memory/remember.py): a record, not a fact."""
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.removesuffix("s") for w in _WORD.findall(text.lower()) if w not in _NOT_CONTENT}
+
+
+def _fact_for(question: str, memories: Sequence[RetrievedMemory]) -> RetrievedMemory | None:
+    """The best-ranked remembered fact that shares the question's content words (two of them, or
+    the only one it has)."""
+    wanted = _content_words(question)
+    for memory in memories:
+        if memory.text.startswith(_EXCHANGE):
+            continue
+        if wanted and len(wanted & _content_words(memory.text)) >= min(2, len(wanted)):
+            return memory
+    return None
+
+
+def _from_memory(step: _Step, memories: Sequence[RetrievedMemory]) -> _Step:
+    if step.tool != "search_docs" or not memories:
+        return step
+    query = str(step.input["query"])
+    fact = _fact_for(query, memories)
+    if fact is None:
+        return step
+    return _Step(step.tool, step.input,
+                 f"Answer from the remembered fact {fact.memory_id} (“{_shorten(fact.text, 120)}”) and check "
+                 f"the documentation for anything newer: {query}",
+                 "The answer gives the remembered fact, or a newer passage that replaces it")
 
 
 def _docs_step(query: str) -> _Step:

@@ -154,9 +154,9 @@ class MemoryStore:
             for tenant in [tenant_id] if tenant_id is not None else list(self._cache):
                 self._writes[tenant] = self._writes.get(tenant, 0) + 1
 
-    def forget(self, tenant_id: str, *, memory_id: str | None = None, subject: str | None = None,
-               everything: bool = False) -> list[str]:
-        """Delete one memory, a subject's or all of the tenant's (exactly one of them); the ids deleted."""
+    @staticmethod
+    def _forget_where(tenant_id: str, memory_id: str | None, subject: str | None,
+                      everything: bool) -> tuple[str, dict[str, Any]]:
         if sum([memory_id is not None, subject is not None, everything]) != 1:
             raise ValueError("forget one memory, one subject, or everything")
         where, params = "tenant_id = {t:String}", {"t": tenant_id, "v": memory_id or subject or ""}
@@ -164,13 +164,34 @@ class MemoryStore:
             where += " AND memory_id = {v:String}"
         elif subject is not None:
             where += " AND subject = {v:String}"
-        ids = [str(r[0]) for r in self._client.query(
+        return where, params
+
+    def forget_ids(self, tenant_id: str, *, memory_id: str | None = None, subject: str | None = None,
+                   everything: bool = False) -> list[str]:
+        """The ids `forget` with the same arguments would delete now."""
+        where, params = self._forget_where(tenant_id, memory_id, subject, everything)
+        return [str(r[0]) for r in self._client.query(
             f"SELECT DISTINCT memory_id FROM memories WHERE {where} ORDER BY memory_id",
             parameters=params).result_rows]
+
+    def forget(self, tenant_id: str, *, memory_id: str | None = None, subject: str | None = None,
+               everything: bool = False) -> list[str]:
+        """Delete one memory, a subject's or all of the tenant's (exactly one of them); the ids deleted."""
+        where, params = self._forget_where(tenant_id, memory_id, subject, everything)
+        ids = self.forget_ids(tenant_id, memory_id=memory_id, subject=subject, everything=everything)
         if ids:
             self._client.command(f"DELETE FROM memories WHERE {where}", parameters=params)
             self._wrote(tenant_id)
         return ids
+
+    def erase(self, tenant_id: str | None = None) -> None:
+        """Delete everything of the tenant (every tenant when None), opt-in included: what a rebuild
+        starts from."""
+        where, params = ("WHERE tenant_id = {t:String}", {"t": tenant_id}) if tenant_id is not None \
+            else ("WHERE 1", {})
+        for table in ("memories", "memory_tenants"):
+            self._client.command(f"DELETE FROM {table} {where}", parameters=params)
+        self._wrote(tenant_id)
 
     def sweep(self, *, now: datetime) -> int:
         """Delete every expired memory of every tenant; how many rows went."""

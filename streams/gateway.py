@@ -121,8 +121,10 @@ _UNREADABLE = b"unreadable"
 """The fingerprint of a run on the log whose request cannot be read: no body matches it."""
 
 
-def _fingerprint(text: str, route: str) -> bytes:
-    return hashlib.sha256(json.dumps([text, route]).encode()).digest()
+def _fingerprint(text: str, route: str, subject: str | None = None) -> bytes:
+    # A request without a subject keeps the fingerprint it had before subjects existed.
+    asked = [text, route, *([subject] if subject is not None else [])]
+    return hashlib.sha256(json.dumps(asked).encode()).digest()
 
 
 class _EventStream(StreamingResponse):
@@ -269,7 +271,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             return _UNREADABLE
         started = next((e.payload for e in events if isinstance(e.payload, RunStarted)), None)
         if started is not None:
-            return _fingerprint(started.text, started.route)
+            return _fingerprint(started.text, started.route, started.memory_subject)
         return _UNREADABLE if events else None
 
     async def poll(run_id: str, tenant_id: str, view: ReadView, after_seq: int) -> list[Event]:
@@ -332,7 +334,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
         if body.route not in routes:
             raise HTTPException(422, f"route: {body.route!r} is not declared in the models file "
                                      f"(routes: {', '.join(sorted(routes))})")
-        asked = _fingerprint(body.text, body.route)
+        asked = _fingerprint(body.text, body.route, body.subject)
         claimed = None
         if idempotency_key is not None:
             if not idempotency_key.strip() or "\x00" in idempotency_key:
@@ -346,7 +348,7 @@ def create_app(settings: Settings, codec: EventCodec, keys: KeyStore) -> FastAPI
             run_id = await run_in_threadpool(
                 lambda: request_run(settings, producer, codec, text=body.text, tenant_id=key.tenant_id,
                                     route=body.route, idempotency_key=idempotency_key,
-                                    requested_by=key.name))
+                                    requested_by=key.name, memory_subject=body.subject))
         except BaseException:
             if claimed is not None:
                 runs_claimed.release(claimed, asked)  # nothing reached the log: a retry may differ

@@ -66,6 +66,11 @@ class MemoryForgotten(BaseModel):
     forgotten: list[str] = Field(description="The ids deleted.")
 
 
+def _actor(key: ApiKey) -> str:
+    """Who changed the memory, as the memory log records it: the key that signed the request."""
+    return f"key:{key.id} ({key.name})"
+
+
 _NOT_OPTED_IN = "The tenant has not opted in to long-term memory (agentlog memory opt-in)."
 
 
@@ -98,7 +103,8 @@ def add_memory_routes(app: FastAPI, settings: Settings, needs: Callable[[str], A
     async def import_memories(body: MemoryImport, key: Annotated[ApiKey, needs("submit")]) -> dict[str, Any]:
         """Store memories, redacted; none unless all are valid, and none for a tenant not opted in."""
         lines = [m.model_dump(exclude_none=True) for m in body.memories]
-        done = await run_in_threadpool(with_ops, lambda ops: ops.import_lines(key.tenant_id, lines))
+        done = await run_in_threadpool(with_ops, lambda ops: ops.import_lines(key.tenant_id, lines,
+                                                                                actor=_actor(key)))
         return {"stored": done["stored"], "expired": done["expired"], "ids": done["ids"]}
 
     @app.delete("/v1/memories/{memory_id}", response_model=MemoryForgotten,
@@ -109,7 +115,7 @@ def add_memory_routes(app: FastAPI, settings: Settings, needs: Callable[[str], A
         if "\x00" in memory_id:
             raise HTTPException(400, "memory_id: must not contain NUL bytes")
         done = await run_in_threadpool(with_ops, lambda ops: ops.forget(
-            key.tenant_id, memory_id=memory_id, subject=None, everything=False))
+            key.tenant_id, memory_id=memory_id, subject=None, everything=False, actor=_actor(key)))
         if not done["forgotten"]:
             raise HTTPException(404, f"no memory {memory_id}")
         return {"forgotten": done["forgotten"]}
@@ -124,5 +130,5 @@ def add_memory_routes(app: FastAPI, settings: Settings, needs: Callable[[str], A
         if (subject is None) == (not everything):
             raise HTTPException(422, "give subject or all=true, one of them")
         done = await run_in_threadpool(with_ops, lambda ops: ops.forget(
-            key.tenant_id, memory_id=None, subject=subject, everything=everything))
+            key.tenant_id, memory_id=None, subject=subject, everything=everything, actor=_actor(key)))
         return {"forgotten": done["forgotten"]}

@@ -73,6 +73,10 @@ class RunRequest(BaseModel):
                                          description="Must be the key's tenant when given.")
     route: Text = _text_field(max_length=128, default="default",
                               description="A route the models file declares.")
+    subject: FreeText | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="Whom or what the run is about: its memories are retrieved for this subject only, "
+                    "and what it leaves is stored under it (a tenant that opted in).")
 
 
 class ErrorDetail(BaseModel):

@@ -122,6 +122,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Alerts and gate verdicts are few and kept: the history of what fired and what was gated.
         TopicSpec(settings.alerts_topic, 1, {"retention.ms": "-1"}),
         TopicSpec(settings.gates_topic, 1, {"retention.ms": "-1"}),
+        # The memory log is the truth the memory store is rebuilt from, and the record of every
+        # forget: kept for ever, never compacted.
+        TopicSpec(settings.memory_topic, settings.partitions,
+                  {"retention.ms": "-1", "retention.bytes": "-1"}),
         # Made here, not by Faust when the processor starts: a consumer that subscribes while its
         # topic is being made misses it until its next metadata refresh, minutes later.
         TopicSpec(settings.alert_facts_topic, settings.partitions, {"retention.ms": week}),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,13 +20,16 @@ from typing import Any, Protocol
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.memory import ledger
 from processors.memory.records import DEFAULT_TTL_S, InvalidLine, parse_item, prepare
+from schemas.memory_log import ForgetScope, MemoryChange
 from sinks.memory_store import Found, MemoryStore, NotOptedIn
+from streams.memory_log import MemoryLog, MemoryLogUnavailable
 from streams.query_api import clickhouse_password, query_token
 from streams.settings import Settings
 
 __all__ = ["MemorySettings", "MemoryOps", "LocalMemory", "RemoteMemory", "MemoryRefused", "memory_ops",
-           "open_local", "owner_alive", "memory_opted_in"]
+           "open_local", "owner_alive", "memory_opted_in", "MemoryLogUnavailable"]
 
 
 class MemorySettings(BaseSettings):
@@ -44,14 +48,19 @@ class MemoryRefused(RuntimeError):
 
 
 class MemoryOps(Protocol):
-    def opt_in(self, tenant: str, *, ttl_s: int) -> dict[str, Any]: ...
-    def opt_out(self, tenant: str) -> dict[str, Any]: ...
-    def import_lines(self, tenant: str, lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]: ...
+    """The memory operations; `actor` names who asks, recorded in the memory log (default: the
+    caller's, given when the operations were opened)."""
+
+    def opt_in(self, tenant: str, *, ttl_s: int, actor: str | None = None) -> dict[str, Any]: ...
+    def opt_out(self, tenant: str, *, actor: str | None = None) -> dict[str, Any]: ...
+    def import_lines(self, tenant: str, lines: Sequence[Mapping[str, Any]], *,
+                     actor: str | None = None) -> dict[str, Any]: ...
     def search(self, tenant: str, query: str, *, k: int, subject: str | None) -> list[dict[str, Any]]: ...
     def memories(self, tenant: str, *, subject: str | None, limit: int) -> list[dict[str, Any]]: ...
     def tenants(self) -> list[dict[str, Any]]: ...
     def forget(self, tenant: str, *, memory_id: str | None, subject: str | None,
-               everything: bool) -> dict[str, Any]: ...
+               everything: bool, actor: str | None = None) -> dict[str, Any]: ...
+    def rebuild(self, tenant: str | None) -> dict[str, Any]: ...
 
 
 def _now() -> datetime:
@@ -63,20 +72,42 @@ def _found(found: Found) -> dict[str, Any]:
             "expires_at": found.memory.expires_at.isoformat()}
 
 
+def _change_id() -> str:
+    return uuid.uuid4().hex
+
+
 class LocalMemory:
-    """The operations on a store this process holds; redaction happens here, before storing."""
+    """The operations on a store this process holds; redaction happens here, before storing.
 
-    def __init__(self, store: MemoryStore) -> None:
+    With a `log`, every change is appended to it before the store is touched (a change the log did
+    not take is refused, `MemoryLogUnavailable`), so the store can be rebuilt from it; without one
+    (a store of its own, as the benchmarks use) nothing is recorded and `rebuild` is refused."""
+
+    def __init__(self, store: MemoryStore, *, log: MemoryLog | None = None, actor: str = "memory") -> None:
+        """actor: who asks, recorded in each change (an operation may name its own)."""
         self.store = store
+        self.log = log
+        self.actor = actor
 
-    def opt_in(self, tenant: str, *, ttl_s: int = DEFAULT_TTL_S) -> dict[str, Any]:
-        self.store.opt_in(tenant, default_ttl_s=ttl_s, now=_now())
+    def _record(self, change: MemoryChange) -> None:
+        if self.log is not None:
+            self.log.append(change)
+
+    def opt_in(self, tenant: str, *, ttl_s: int = DEFAULT_TTL_S, actor: str | None = None) -> dict[str, Any]:
+        now = _now()
+        self._record(ledger.opted_in(tenant, default_ttl_s=ttl_s, actor=actor or self.actor,
+                                     change_id=_change_id(), at=now))
+        self.store.opt_in(tenant, default_ttl_s=ttl_s, now=now)
         return {"tenant": tenant, "default_ttl_s": ttl_s}
 
-    def opt_out(self, tenant: str) -> dict[str, Any]:
+    def opt_out(self, tenant: str, *, actor: str | None = None) -> dict[str, Any]:
+        ids = self.store.forget_ids(tenant, everything=True)
+        self._record(ledger.forgotten(tenant, scope="opt_out", memory_ids=ids, actor=actor or self.actor,
+                                      change_id=_change_id(), at=_now()))
         return {"tenant": tenant, "forgotten": self.store.opt_out(tenant, now=_now())}
 
-    def import_lines(self, tenant: str, lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def import_lines(self, tenant: str, lines: Sequence[Mapping[str, Any]], *,
+                     actor: str | None = None) -> dict[str, Any]:
         """Store the lines of an import, all or none: every line is checked first."""
         items = []
         for number, line in enumerate(lines, 1):
@@ -90,9 +121,10 @@ class LocalMemory:
                                 f"stored (agentlog memory opt-in --tenant {tenant})")
         from processors.memory.redaction import redactor  # loads Presidio: only where it redacts
 
-        records = prepare(items, tenant_id=tenant, redactor=redactor(), default_ttl_s=ttl, now=_now())
+        now = _now()
+        records = prepare(items, tenant_id=tenant, redactor=redactor(), default_ttl_s=ttl, now=now)
         try:
-            self.store.put(tenant, records)
+            self.keep(tenant, records, actor=actor or self.actor, now=now)
         except NotOptedIn as exc:  # opted out meanwhile
             raise MemoryRefused(str(exc)) from None
         return {"tenant": tenant, "stored": len(records), "expired": len(items) - len(records),
@@ -113,12 +145,47 @@ class LocalMemory:
         return [{"tenant": t, "default_ttl_s": ttl, "memories": n}
                 for t, ttl, n in self.store.tenants(now=_now())]
 
+    def keep(self, tenant: str, records: Sequence[Any], *, actor: str, now: datetime) -> None:
+        """Record and store memories already prepared (an import's, or what a run left)."""
+        if not records:
+            return
+        if not self.store.opted_in(tenant):
+            raise NotOptedIn(f"tenant {tenant!r} has not opted in to long-term memory "
+                             f"(agentlog memory opt-in --tenant {tenant})")
+        self._record(ledger.kept(tenant, records, actor=actor, change_id=_change_id(), at=now))
+        self.store.put(tenant, records)
+
     def forget(self, tenant: str, *, memory_id: str | None = None, subject: str | None = None,
-               everything: bool = False) -> dict[str, Any]:
+               everything: bool = False, actor: str | None = None) -> dict[str, Any]:
         if sum([memory_id is not None, subject is not None, everything]) != 1:
             raise MemoryRefused("give exactly one of an id, a subject, or everything")
+        ids = self.store.forget_ids(tenant, memory_id=memory_id, subject=subject, everything=everything)
+        if ids:  # nothing to forget is nothing to record
+            scope: ForgetScope = "memory" if memory_id is not None else "subject" if subject is not None \
+                else "tenant"
+            self._record(ledger.forgotten(tenant, scope=scope, memory_ids=ids, memory_id=memory_id,
+                                          subject=subject, actor=actor or self.actor, change_id=_change_id(),
+                                          at=_now()))
         return {"tenant": tenant, "forgotten": self.store.forget(tenant, memory_id=memory_id, subject=subject,
                                                                  everything=everything)}
+
+    def rebuild(self, tenant: str | None = None) -> dict[str, Any]:
+        """Replace the store's memories (the tenant's, or every tenant's) with the log's: what was
+        stored and not forgotten, and not expired by now."""
+        if self.log is None:
+            raise MemoryRefused("this store has no memory log to be rebuilt from")
+        tenants = ledger.replay(self.log.changes(tenant_id=tenant), tenant_id=tenant)
+        now = _now()
+        self.store.erase(tenant)
+        out = []
+        for name, held in sorted(tenants.items()):
+            live = held.live(now)
+            if held.default_ttl_s is not None:
+                self.store.opt_in(name, default_ttl_s=held.default_ttl_s, now=now)
+                self.store.put(name, live)
+            out.append({"tenant": name, "opted_in": held.default_ttl_s is not None,
+                        "memories": len(live) if held.default_ttl_s is not None else 0})
+        return {"tenants": out}
 
     def opted_in(self, tenant: str) -> bool:
         return self.store.opted_in(tenant)
@@ -126,7 +193,7 @@ class LocalMemory:
     def call(self, op: str, body: Mapping[str, Any]) -> Any:
         """One operation by name with its JSON arguments (what the loopback API receives)."""
         args = dict(body)
-        tenant = str(args.pop("tenant", ""))
+        tenant = str(args.pop("tenant", "") or "")
         if op == "tenants":
             return self.tenants()
         if not tenant:
@@ -136,6 +203,8 @@ class LocalMemory:
         methods: dict[str, Callable[..., Any]] = {
             "opt_in": self.opt_in, "opt_out": self.opt_out, "import_lines": self.import_lines,
             "search": self.search, "memories": self.memories, "forget": self.forget}
+        if op == "rebuild":
+            return self.rebuild(tenant if tenant != "*" else None)
         method = methods.get(op)
         if method is None:
             raise MemoryRefused(f"no operation {op!r}")
@@ -145,9 +214,10 @@ class LocalMemory:
 class RemoteMemory:
     """The operations answered by the memory service that owns the store."""
 
-    def __init__(self, settings: Settings, memory: MemorySettings) -> None:
+    def __init__(self, settings: Settings, memory: MemorySettings, *, actor: str = "memory") -> None:
         self._settings = settings
         self._port = memory.port
+        self._actor = actor
 
     def _call(self, op: str, *, timeout_s: float = 120.0, **body: Any) -> Any:
         conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=timeout_s)
@@ -165,14 +235,15 @@ class RemoteMemory:
             raise RuntimeError(f"the memory service answered {resp.status}: {answer.get('error')}")
         return answer["result"]
 
-    def opt_in(self, tenant: str, *, ttl_s: int) -> dict[str, Any]:
-        return dict(self._call("opt_in", tenant=tenant, ttl_s=ttl_s))
+    def opt_in(self, tenant: str, *, ttl_s: int, actor: str | None = None) -> dict[str, Any]:
+        return dict(self._call("opt_in", tenant=tenant, ttl_s=ttl_s, actor=actor or self._actor))
 
-    def opt_out(self, tenant: str) -> dict[str, Any]:
-        return dict(self._call("opt_out", tenant=tenant))
+    def opt_out(self, tenant: str, *, actor: str | None = None) -> dict[str, Any]:
+        return dict(self._call("opt_out", tenant=tenant, actor=actor or self._actor))
 
-    def import_lines(self, tenant: str, lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        return dict(self._call("import_lines", tenant=tenant, lines=list(lines)))
+    def import_lines(self, tenant: str, lines: Sequence[Mapping[str, Any]], *,
+                     actor: str | None = None) -> dict[str, Any]:
+        return dict(self._call("import_lines", tenant=tenant, lines=list(lines), actor=actor or self._actor))
 
     def search(self, tenant: str, query: str, *, k: int, subject: str | None) -> list[dict[str, Any]]:
         return list(self._call("search", tenant=tenant, query=query, k=k, subject=subject))
@@ -187,9 +258,12 @@ class RemoteMemory:
         return bool(self._call("opted_in", tenant=tenant, timeout_s=timeout_s))
 
     def forget(self, tenant: str, *, memory_id: str | None, subject: str | None,
-               everything: bool) -> dict[str, Any]:
+               everything: bool, actor: str | None = None) -> dict[str, Any]:
         return dict(self._call("forget", tenant=tenant, memory_id=memory_id, subject=subject,
-                               everything=everything))
+                               everything=everything, actor=actor or self._actor))
+
+    def rebuild(self, tenant: str | None) -> dict[str, Any]:
+        return dict(self._call("rebuild", tenant=tenant or "*", timeout_s=600.0))
 
 
 def owner_alive(settings: Settings, memory: MemorySettings) -> bool:
@@ -223,18 +297,21 @@ def open_local(settings: Settings) -> MemoryStore:
 
 
 @contextmanager
-def memory_ops(settings: Settings, *, sweep: bool = False) -> Iterator[MemoryOps]:
+def memory_ops(settings: Settings, *, sweep: bool = False, actor: str = "memory") -> Iterator[MemoryOps]:
     """The operations, through the memory service when it owns the local store, else on a store
-    opened here (and closed afterwards). `sweep`: delete what has expired first (local only: the
-    service sweeps on its own)."""
+    opened here (and closed afterwards), recording to the memory log. `sweep`: delete what has
+    expired first (local only: the service sweeps on its own). `actor`: who asks, as the memory log
+    records it."""
     memory = MemorySettings()
     if not settings.clickhouse_url and owner_alive(settings, memory):
-        yield RemoteMemory(settings, memory)
+        yield RemoteMemory(settings, memory, actor=actor)
         return
     store = open_local(settings)
+    log = MemoryLog(settings)
     try:
         if sweep:
             store.sweep(now=_now())
-        yield LocalMemory(store)
+        yield LocalMemory(store, log=log, actor=actor)
     finally:
+        log.close()
         store.close()

@@ -211,6 +211,11 @@ class Settings(BaseSettings):
         """Where `agentlog gate` records its verdicts, for the block rule."""
         return f"{self.topic_prefix}.gates"
 
+    @property
+    def memory_topic(self) -> str:
+        """The memory log: every change of a tenant's long-term memory, keyed by tenant."""
+        return f"{self.topic_prefix}.memory"
+
     def snapshots_topic(self, service: str) -> str:
         """The compacted snapshot topic of a folding processor."""
         return f"{self.topic_prefix}.snapshots.{service}"

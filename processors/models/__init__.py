@@ -172,7 +172,10 @@ def plan_with(
                         "(or a MemoryRetrieved in a memory run)")
     begun = clock()
     try:
-        raw = model.plan(run_id=started.run_id, text=request.text, route=request.route)
+        memories = request.memories if isinstance(request, MemoryRetrieved) else []
+        # Only when there are some: a run without memory calls a planner exactly as before.
+        given = {"memories": memories} if memories else {}
+        raw = model.plan(run_id=started.run_id, text=request.text, route=request.route, **given)
         tokens_in, tokens_out = model.usage(request.text, raw)
     except ModelError as exc:
         # The run must end, safely: the orchestrator answers a PlanRejected with its fallback.

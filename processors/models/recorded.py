@@ -8,7 +8,7 @@ with no recording raises `NotRecorded`, so replay reports it instead of inventin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -16,7 +16,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from processors.models.errors import MODEL_CALL_FAILED, ModelError, NotRecorded
-from schemas.events import Event, ModelCall, PlanGenerated, PlanRejected
+from schemas.events import Event, ModelCall, PlanGenerated, PlanRejected, RetrievedMemory
 
 __all__ = ["Recording", "RecordedPlanner"]
 
@@ -111,8 +111,9 @@ class RecordedPlanner:
         """The recorded call of `run_id`: what replay reports as the original model call."""
         return self.recording(run_id).model_call
 
-    def plan(self, *, run_id: str, text: str = "", route: str = "default") -> str:
-        """The output recorded for `run_id` (the request text and route are not consulted);
+    def plan(self, *, run_id: str, text: str = "", route: str = "default",
+             memories: Sequence[RetrievedMemory] = ()) -> str:
+        """The output recorded for `run_id` (the request text, route and memories are not consulted);
         a call that failed then raises its ModelError again."""
         found = self.recording(run_id)
         if found.failure is not None:

@@ -18,6 +18,7 @@ from sinks.metrics import metrics_query, replay_delta_query, run_facts_query
 from streams.alerts_demo import show_alert
 from streams.api_keys import KeyStore, api_keys_file, ensure_local_key, local_key_file
 from streams.cli.common import Context, fail, pass_ctx
+from streams.cli.demo_memory import show_memory
 from streams.cli.metrics import fetch
 from streams.query_api import QueryError, run_query
 from streams.render import timeline_table
@@ -33,7 +34,8 @@ _STORED = "SELECT count() FROM agent_events WHERE run_id IN {runs:Array(String)}
 @click.command("demo")
 @pass_ctx
 def demo(ctx: Context) -> None:
-    """Start the stack, run five sample requests and show what happened."""
+    """Start the stack, run five sample requests and show what happened, then a fact one run of an
+    opted-in tenant remembers and a later run uses."""
     con, settings = ctx.console, ctx.settings
     con.rule("[bold]agentlog demo")
     try:
@@ -56,6 +58,7 @@ def demo(ctx: Context) -> None:
         if final is not None:
             con.print(Panel(final.text, title="answer", title_align="left", expand=False))
         con.print()
+    show_memory(ctx, stamp=stamp)
     _metrics(ctx, timelines, {run_id: name for name, _text, run_id in submitted})
     _traces(ctx, timelines, {run_id: name for name, _text, run_id in submitted})
     show_alert(ctx)

@@ -1,5 +1,5 @@
-"""`agentlog memory …`: long-term memory of a tenant (opt in or out, import, search, list, forget)
-and the PII redactor on its own (`memory redact`).
+"""`agentlog memory …`: long-term memory of a tenant (opt in or out, import, search, list, forget,
+rebuild from the memory log) and the PII redactor on its own (`memory redact`).
 
 Memories live in ClickHouse (`AGENTLOG_CLICKHOUSE_URL`) or in chDB under `<home>/memory`, a path
 of its own (the events' path belongs to the sink); while the memory service runs, it owns that
@@ -8,7 +8,9 @@ path and these commands ask it (`streams/memory_ops.py`).
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -37,12 +39,20 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT[match.group(2)]
 
 
+def _actor() -> str:
+    """Who changes the memory from this shell, as the memory log records it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for the uid (a container's)
+        return f"cli:uid {os.getuid()}"
+
+
 @contextmanager
 def _ops(settings: Settings, *, sweep: bool = False) -> Iterator[MemoryOps]:
     """The memory operations; a refusal or a store that cannot be opened is an error, exit 1.
     Every command that writes sweeps expired memories first (the service sweeps on its own)."""
     try:
-        with memory_ops(settings, sweep=sweep) as ops:
+        with memory_ops(settings, sweep=sweep, actor=_actor()) as ops:
             yield ops
     except MemoryRefused as exc:
         fail(str(exc))
@@ -185,6 +195,25 @@ def forget(ctx: Context, tenant: str, memory_id: str | None, subject: str | None
         ctx.console.print(f"forgot {len(done['forgotten'])} memory(ies) of tenant {tenant}")
     if memory_id is not None and not done["forgotten"]:
         raise SystemExit(1)
+
+
+@memory.command("rebuild")
+@click.option("--tenant", default=None, help="Only this tenant's memories; without it, every tenant's.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def rebuild(ctx: Context, tenant: str | None, as_json: bool) -> None:
+    """Rebuild the store from the memory log: what was stored and not forgotten, and has not
+    expired; the tenant's opt-in as the log last says."""
+    with _ops(ctx.settings) as ops:
+        done = ops.rebuild(tenant)
+    if as_json:
+        click.echo(json.dumps(done))
+        return
+    for t in done["tenants"]:
+        ctx.console.print(f"tenant {t['tenant']}: " + (f"{t['memories']} memories" if t["opted_in"]
+                                                        else "not opted in, no memories"))
+    if not done["tenants"]:
+        ctx.console.print("the memory log has no changes" + (f" of tenant {tenant}" if tenant else ""))
 
 
 @memory.command("redact")

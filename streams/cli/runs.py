@@ -27,15 +27,17 @@ __all__ = ["submit", "runs"]
 @click.option("--json", "as_json", is_flag=True, help="Print {run_id, status}.")
 @click.option("--memory/--no-memory", default=None,
               help="Use the tenant's long-term memory, or not (default: when the tenant opted in).")
+@click.option("--subject", default=None,
+              help="Whom or what the run is about: memories are retrieved for it only, and kept under it.")
 @pass_ctx
 def submit(ctx: Context, text: str, tenant: str | None, route: str, idempotency_key: str | None,
-           wait: bool, timeout: float, as_json: bool, memory: bool | None) -> None:
+           wait: bool, timeout: float, as_json: bool, memory: bool | None, subject: str | None) -> None:
     """Ask the agent to do TEXT."""
     if not text.strip():
         fail("TEXT is empty")
     run_id = request_run(ctx.settings, ctx.producer, ctx.codec, text=text,
                          tenant_id=tenant or ctx.settings.default_tenant, route=route,
-                         idempotency_key=idempotency_key, memory=memory)
+                         idempotency_key=idempotency_key, memory=memory, memory_subject=subject or None)
     status = "submitted"
     events = []
     if wait:

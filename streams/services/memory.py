@@ -3,9 +3,9 @@
 It follows `agentlog.events` like the other workers (folding its runs, `fold=True`, so it knows
 which runs have memory): a memory run's RunStarted is answered with the memories found for its
 request (MemoryRetrieved), and the ResponseFinalized of a memory run that will complete with
-what the run leaves, redacted and stored (MemoryStored). Runs of tenants that have not opted in
-are not its business. A store that cannot answer is an answer too (status `unavailable`); one
-that does not answer in time is the orchestrator's to notice.
+what the run leaves, redacted, recorded in the memory log and stored (MemoryStored). Runs of
+tenants that have not opted in are not its business. A store that cannot answer is an answer
+too (status `unavailable`); one that does not answer in time is the orchestrator's to notice.
 
 Since chDB serves one process per path, it also answers the other processes' memory operations
 on its loopback port (`AGENTLOG_MEMORY_PORT`) and sweeps expired memories every
@@ -27,6 +27,7 @@ from processors.state import RunState
 from schemas.events import Event, ResponseFinalized, RunStarted
 from sinks.memory_store import MemoryStore, NotOptedIn
 from streams.memory_api import serve_memory
+from streams.memory_log import MemoryLog
 from streams.memory_ops import LocalMemory, MemorySettings, open_local
 from streams.service import ServiceContext, utcnow
 from streams.settings import load_settings
@@ -58,8 +59,10 @@ def main() -> None:
     memory = MemorySettings()
     ctx = ServiceContext("memory", settings)
     store = open_local(settings)
+    log = MemoryLog(settings, timeout_s=settings.memory_timeout_s)
+    ops = LocalMemory(store, log=log, actor=ACTOR)
     lock = threading.Lock()
-    server = serve_memory(LocalMemory(store), lock, settings=settings, memory=memory)
+    server = serve_memory(ops, lock, settings=settings, memory=memory)
     ctx.log.info("memory store at %s, answering on 127.0.0.1:%d",
                  settings.clickhouse_url or settings.path("memory"), memory.port)
     redact = redactor()  # built once: loading Presidio takes about a second
@@ -86,9 +89,11 @@ def main() -> None:
                 ttl = store.tenant_ttl(event.tenant_id)
                 if ttl is None:
                     raise NotOptedIn(f"tenant {event.tenant_id!r} opted out of long-term memory")
+                now = utcnow()
                 records = prepare(items, tenant_id=event.tenant_id, redactor=redact, default_ttl_s=ttl,
-                                  now=utcnow(), source="run", run_id=state.run_id)
-                store.put(event.tenant_id, records)
+                                  now=now, source="run", run_id=state.run_id)
+                # Recorded in the memory log first, like every change: the store is rebuilt from it.
+                ops.keep(event.tenant_id, records, actor=ACTOR, now=now)
             payload = stored(records)
         except Exception as exc:  # noqa: BLE001 - the run completes anyway; the log says why
             ctx.log.warning("run %s: memories not stored: %s", event.run_id, exc)
@@ -117,6 +122,7 @@ def main() -> None:
         run_worker(ctx, handles=frozenset({"RunStarted", "ResponseFinalized"}), handle=handle, fold=True)
     finally:
         server.shutdown()
+        log.close()
         store.close()
 
 

@@ -1,9 +1,10 @@
 """Release the current schemas: `python -m tests.golden.release`.
 
-For the events, the snapshots, the alerts and the gate verdicts, when the current schema is not
-released yet, writes
+For the events, the snapshots, the alerts, the gate verdicts and the memory log's changes, when
+the current schema is not released yet, writes
 `schemas/history/agentlog.<Name>.v<N+1>.avsc` (the schema with every type inlined) and
-`tests/golden/<events|snapshots|alerts|gates>-v<N+1>.avro` (one record of each type written with it), which
+`tests/golden/<events|snapshots|alerts|gates|memory>-v<N+1>.avro` (one record of each type
+written with it), which
 the schema evolution tests read with every later schema. Refuses when both are released.
 """
 
@@ -21,11 +22,13 @@ from processors.snapshot import to_snapshot
 from processors.state import fold
 from schemas.alerts import Alert, AlertRaised, AlertResolved, GateVerdict, alert_id
 from schemas.codec import HISTORY_DIR, EventCodec, expanded_schema, schema_fingerprint
+from schemas.memory_log import KeptMemory, MemoryChange, MemoryForgotten, MemoryKept, MemoryOptedIn
 from schemas.snapshots import Checkpoint, FinishedRunsPage, Snapshot
 from tests.factories import T0, a_run, envelope, one_of_each
 
 GOLDEN = Path(__file__).parent
-RELEASES = {"Event": "events", "Snapshot": "snapshots", "Alert": "alerts", "GateVerdict": "gates"}
+RELEASES = {"Event": "events", "Snapshot": "snapshots", "Alert": "alerts", "GateVerdict": "gates",
+            "MemoryChange": "memory"}
 
 
 def golden_records(name: str) -> list[dict[str, object]]:
@@ -47,6 +50,13 @@ def golden_records(name: str) -> list[dict[str, object]]:
                             failed_checks=["quality: 0.700 (>= 0.82)"], scores="scores.json").model_dump(),
                 GateVerdict(verdict_id="v2", candidate="prompt-v2", passed=True, at=T0, failed_checks=[],
                             scores="scores.json").model_dump()]
+    if name == "MemoryChange":
+        return [_memory_record(body) for body in (
+            MemoryOptedIn(default_ttl_s=86_400),
+            MemoryKept(memories=[KeptMemory(memory_id="code", subject="", text="Our project code is ORION-7",
+                                            created_at=T0, expires_at=T0, source="import", run_id="",
+                                            metadata="{}")]),
+            MemoryForgotten(scope="subject", memory_id=None, subject="refunds", memory_ids=["r1", "r2"]))]
     events = a_run()
     codec = EventCodec()
     bodies = [to_snapshot(fold(events[:7]), codec), to_snapshot(fold(events), codec),
@@ -66,6 +76,13 @@ def _alert_record(body: AlertRaised | AlertResolved) -> dict[str, object]:
                   summary="violation rate 42 per 100 runs", body=body)
     record = alert.model_dump()
     record["body"] = (f"agentlog.{alert.kind}", record["body"])
+    return record
+
+
+def _memory_record(body: MemoryOptedIn | MemoryKept | MemoryForgotten) -> dict[str, object]:
+    change = MemoryChange(change_id="c1", tenant_id="acme", at=T0, actor="cli:ops", body=body)
+    record = change.model_dump()
+    record["body"] = (f"agentlog.{change.kind}", record["body"])
     return record
 
 

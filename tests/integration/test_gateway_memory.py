@@ -1,4 +1,4 @@
-"""`/v1/memories` on the gateway's own app (in process; the routes need no broker): the key's
+"""`/v1/memories` on the gateway's own app (in process, its memory log the stack's): the key's
 tenant only, roles as the rest of the gateway, redaction, opt-in, forgetting, declared errors."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from tests.free_ports import free_ports
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
+def gateway(tmp_path_factory, stack):
     home = tmp_path_factory.mktemp("gateway-memory")
     mp = pytest.MonkeyPatch()
     mp.setenv("AGENTLOG_HOME", str(home))
-    memory_port, kafka_port = free_ports(2)
+    (memory_port,) = free_ports(1)
     mp.setenv("AGENTLOG_MEMORY_PORT", str(memory_port))  # no memory service: the store is opened here
-    mp.setenv("AGENTLOG_KAFKA_PORT", str(kafka_port))  # no broker either: these routes need none
+    for name in ("AGENTLOG_KAFKA_PORT", "AGENTLOG_BROKERS"):  # the changes go to the stack's memory log
+        mp.setenv(name, stack.env[name])
     settings = load_settings()
     keys = KeyStore(api_keys_file(settings))
     secrets = {

@@ -45,6 +45,8 @@ def test_memory_runs_on_the_stack(stack: Stack, tmp_path) -> None:
     assert given[0]["memory_id"] == "code"
     assert given[0]["text"] == "Our project code is ZEBRA-42, ask <EMAIL_ADDRESS>"  # redacted when stored
     assert "ZEBRA-42" in run["answer"] and "jane.doe" not in run["answer"]
+    (step,) = _one(run, "PlanGenerated")["payload"]["steps"]
+    assert "remembered fact code" in step["objective"]  # the planner answered from the memory
     assert kinds[-2:] == ["MemoryStored", "RunCompleted"]
     kept = _one(run, "MemoryStored")["payload"]
     assert kept["status"] == "ok" and any("What is our project code?" in m["text"] for m in kept["memories"])

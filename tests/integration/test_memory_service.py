@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from sinks.memory_store import MemoryStore
+from streams.kafka import ensure_topics
 from streams.memory_ops import MemorySettings, owner_alive
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
 from tests.free_ports import free_ports
 
 
@@ -24,13 +25,17 @@ def agentlog(env: dict[str, str], *args: str, input: str | None = None) -> subpr
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(tmp_path_factory, stack):
     home = tmp_path_factory.mktemp("memory-service")
-    memory_port, kafka_port = free_ports(2)
-    # No broker: the store's side of the service answers without one (its worker waits for Kafka).
+    (memory_port,) = free_ports(1)
+    # The stack's broker, with topics of their own and an instance of its own: this service is not
+    # the stack's (whose memory service it must neither fence nor answer for).
     env = {**os.environ, "AGENTLOG_HOME": str(home), "AGENTLOG_MEMORY_PORT": str(memory_port),
-           "AGENTLOG_KAFKA_PORT": str(kafka_port), "AGENTLOG_MEMORY_SWEEP_S": "0.5",
-           "AGENTLOG_METRICS_PORT": "0"}
+           **{k: stack.env[k] for k in ("AGENTLOG_KAFKA_PORT", "AGENTLOG_BROKERS")},
+           "AGENTLOG_TOPIC_PREFIX": "memtest", "AGENTLOG_INSTANCE_ID": "memtest",
+           "AGENTLOG_MEMORY_SWEEP_S": "0.5", "AGENTLOG_METRICS_PORT": "0"}
+    ensure_topics(Settings(kafka_port=int(env["AGENTLOG_KAFKA_PORT"]), brokers=int(env["AGENTLOG_BROKERS"]),
+                           topic_prefix="memtest", home=home))
     proc = subprocess.Popen([sys.executable, "-m", "streams.services.memory"], env=env,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -114,11 +114,13 @@ def test_search_by_subject_and_a_stored_id_replaced(store):
 
 
 @pytest.fixture(scope="module")
-def cli(tmp_path_factory):
+def cli(tmp_path_factory, stack):
     home = tmp_path_factory.mktemp("memory-home")
     runner = CliRunner()
-    # Nothing answers on this port: the commands open the store themselves.
-    env = {"AGENTLOG_HOME": str(home), "AGENTLOG_MEMORY_PORT": str(free_ports(1)[0])}
+    # Nothing answers on this port: the commands open the store themselves; they record their
+    # changes in the stack's memory log.
+    env = {"AGENTLOG_HOME": str(home), "AGENTLOG_MEMORY_PORT": str(free_ports(1)[0]),
+           **{k: stack.env[k] for k in ("AGENTLOG_KAFKA_PORT", "AGENTLOG_BROKERS")}}
 
     def run(*args: str, input: str | None = None):
         return runner.invoke(main, list(args), input=input, env=env, catch_exceptions=False)

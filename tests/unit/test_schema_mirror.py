@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo, PydanticUndefined
 from schemas.alerts import ALERT_BODY_TYPES
 from schemas.codec import AVRO_DIR
 from schemas.events import PAYLOAD_TYPES, Event, Record, _AvroLong
+from schemas.memory_log import MEMORY_CHANGE_TYPES
 from schemas.snapshots import BODY_TYPES, Snapshot
 
 _PRIMITIVE = {str: "string", float: "double", bool: "boolean", bytes: "bytes"}
@@ -93,7 +94,8 @@ def test_envelope_matches_avsc_and_union_order():
 def test_every_avsc_file_has_a_mirror():
     files = {p.name.removeprefix("agentlog.").removesuffix(".avsc") for p in AVRO_DIR.glob("*.avsc")}
     alerts = {*ALERT_BODY_TYPES, "Alert", "GateVerdict"}  # mirrored in schemas/alerts.py
-    assert files == {m.__name__ for m in _all_records()} | {"Event", "Snapshot"} | alerts
+    memory_log = {*MEMORY_CHANGE_TYPES, "MemoryChange", "KeptMemory"}  # in schemas/memory_log.py
+    assert files == {m.__name__ for m in _all_records()} | {"Event", "Snapshot"} | alerts | memory_log
 
 
 def test_snapshot_envelope_matches_avsc_and_union_order():
