@@ -9,7 +9,6 @@ session the sink inserts with.
 
 from __future__ import annotations
 
-import hmac
 import http.client
 import json
 import os
@@ -18,11 +17,12 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sinks.clickhouse import ClickHouseStore, QueryResult, StoredRun
+from streams.loopback import LoopbackHandler, serve_loopback
 from streams.settings import Settings
 
 __all__ = ["serve_queries", "run_query", "run_insert", "stored_run", "waiting_approvals", "QueryError",
@@ -83,66 +83,42 @@ def serve_queries(store: ClickHouseStore, lock: threading.Lock, *, settings: Set
         with lock:
             return store.through(topic)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # kept-alive connections: every answer has its length
-        timeout = 60  # an idle kept-alive connection is closed after this
-        # Head and body go out in two writes: with Nagle the second waits for the client's
-        # delayed acknowledgement of the first, some 40 ms, on every kept-alive request.
-        disable_nagle_algorithm = True
-        def do_POST(self) -> None:
-            presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ").encode()
-            if not hmac.compare_digest(presented, token):
-                self._send(401, {"error": "the query token is required (Authorization: Bearer …)"})
+    class Handler(LoopbackHandler):
+        max_body = _MAX_BODY
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server names its hooks
+            if not self.authorized():
                 return
             try:
-                length = int(self.headers.get("Content-Length", 0))
-                if not 0 <= length <= _MAX_BODY:
-                    raise ValueError(f"body of {length} bytes")
-                body = json.loads(self.rfile.read(length))
+                body = self.json_body()
                 if self.path == "/insert":
                     with lock:
                         store.insert_rows(str(body["table"]), body["rows"], columns=body["columns"],
                                           token=str(body["token"]))
-                    self._send(200, {"inserted": len(body["rows"])})
+                    self.send_json(200, {"inserted": len(body["rows"])})
                 elif self.path == "/run":
                     topic = str(body["topic"])
                     through = stored_through(topic)
                     with reader() as rd:
                         run = rd.stored_run(topic, str(body["run_id"]), tenant_id=body.get("tenant_id"),
                                             through=through)
-                    self._send(200, {"through": run.through, "rows": run.rows})
+                    self.send_json(200, {"through": run.through, "rows": run.rows})
                 elif self.path == "/approvals":
                     topic = str(body["topic"])
                     through = stored_through(topic)
                     with reader() as rd:
                         through, waiting = rd.waiting_approvals(topic, tenant_id=body.get("tenant_id"),
                                                                 through=through)
-                    self._send(200, {"through": through, "waiting": waiting})
+                    self.send_json(200, {"through": through, "waiting": waiting})
                 else:
                     with reader() as rd:
                         result = rd.query(str(body["sql"]), parameters=body.get("parameters"))
-                    self._send(200, {"columns": result.columns, "rows": result.rows})
+                    self.send_json(200, {"columns": result.columns, "rows": result.rows})
             except Exception as exc:  # noqa: BLE001 - the caller gets ClickHouse's own message
-                self._send(400, {"error": str(exc)})
+                self.send_json(400, {"error": str(exc)})
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload, default=str).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 256  # bursts of reads from many gateway threads at once
-
-    server = Server(("127.0.0.1", settings.query_port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="query-api").start()
-    return server
+    Handler.token = token
+    return serve_loopback(settings.query_port, Handler, name="query-api")
 
 
 def chdb_path(settings: Settings) -> Path:
