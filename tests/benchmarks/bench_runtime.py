@@ -181,6 +181,23 @@ def sandbox_calls(mode: str, *, calls: int) -> dict[str, list[float]]:
     return out
 
 
+AGENTLOG = str(Path(sys.executable).with_name("agentlog"))
+
+
+def bench_stack(**extra: str) -> tuple[dict[str, str], Settings]:
+    """The environment and settings of a stack of its own: a fresh home, free ports, no
+    AGENTLOG_* or OTEL_* variable of the caller's, and `extra`."""
+    home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
+    kafka, controller, gateway, query, smtp, metrics, memory = free_ports(7)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENTLOG_", "OTEL_"))},
+           "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
+           "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
+           "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
+           "AGENTLOG_METRICS_PORT": str(metrics), "AGENTLOG_MEMORY_PORT": str(memory), **extra}
+    return env, Settings(home=home, kafka_port=kafka, controller_port=controller, gateway_port=gateway,
+                         query_port=query, smtp_port=smtp, metrics_port=metrics)
+
+
 def stack_pids(agentlog: str, env: dict[str, str]) -> dict[str, int]:
     """The pid of the broker and of every service of the stack `env` names."""
     status = json.loads(subprocess.run([agentlog, "status", "--json"], env=env, check=True,
@@ -200,16 +217,8 @@ def warm_burst(settings: Settings, pids: dict[str, int], *, warmup: int,
 
 def measure(opts: argparse.Namespace, sandbox: str) -> dict[str, float]:
     """One stack with `sandbox` as its executor's sandbox: warm-up, burst, steady load; printed."""
-    home = Path(tempfile.mkdtemp(prefix="agentlog-bench-"))
-    kafka, controller, gateway, query, smtp = free_ports(5)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENTLOG_")},
-           "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
-           "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
-           "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
-           "AGENTLOG_SANDBOX": sandbox}
-    settings = Settings(home=home, kafka_port=kafka, controller_port=controller,
-                        gateway_port=gateway, query_port=query, smtp_port=smtp)
-    agentlog = str(Path(sys.executable).with_name("agentlog"))
+    env, settings = bench_stack(AGENTLOG_SANDBOX=sandbox)
+    agentlog = AGENTLOG
     subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
     try:
         elapsed, burst, cpu = warm_burst(settings, stack_pids(agentlog, env), warmup=opts.warmup,

@@ -3,9 +3,10 @@ exporting to a collector that is down or hangs, in the same run on the same stac
 
     .venv/bin/python -m tests.benchmarks.bench_telemetry [--runs 300] [--warmup 100] [--rounds 2]
 
-Each round starts the stack once per mode (in the order off, on, down, hang) with the standard
-variables set for it, warms it with `--warmup` runs, then times a burst of `--runs` runs submitted
-at once (runs/s until the last one ends) and the CPU seconds the stack's processes spent on it.
+Each round starts a fresh stack (new home, free ports) for each mode, in an order that rotates
+from round to round, with the standard variables set for it; warms it with `--warmup` runs, then
+times a burst of `--runs` runs submitted at once (runs/s until the last one ends) and the CPU
+seconds the stack's processes spent on it.
 For each mode the best round is reported, beside "off" as the baseline (ratio on/off). "down" is
 an endpoint nothing listens on (connections refused); "hang" is a server that accepts and never
 answers (every export waits for its timeout). Needs `make collector`.
@@ -15,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
-from streams.settings import Settings
-from tests.benchmarks.bench_runtime import stack_pids, warm_burst
+from tests.benchmarks.bench_runtime import AGENTLOG, bench_stack, stack_pids, warm_burst
 from tests.free_ports import free_ports
 from tests.otel_collector import running_collector
 
@@ -49,44 +49,41 @@ def _silent_server() -> tuple[int, socket.socket]:
     return server.getsockname()[1], server
 
 
+def one_burst(opts: argparse.Namespace, **otel: str) -> tuple[float, float, dict[str, float]]:
+    """A fresh stack with `otel` in its environment: warm-up, then the timed burst; its runs/s,
+    CPU ms per run, and CPU ms per run of each process."""
+    env, settings = bench_stack(**otel)
+    subprocess.run([AGENTLOG, "up"], env=env, check=True, capture_output=True)
+    try:
+        elapsed, _events, spent = warm_burst(settings, stack_pids(AGENTLOG, env), warmup=opts.warmup,
+                                             runs=opts.runs)
+    finally:
+        subprocess.run([AGENTLOG, "down"], env=env, check=False, capture_output=True)
+        shutil.rmtree(settings.home, ignore_errors=True)
+    return (opts.runs / elapsed, sum(spent.values()) * 1000 / opts.runs,
+            {name: seconds * 1000 / opts.runs for name, seconds in spent.items()})
+
+
 def main() -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--runs", type=int, default=300)
     args.add_argument("--warmup", type=int, default=100)
     args.add_argument("--rounds", type=int, default=2)
     opts = args.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="agentlog-bench-telemetry-"))
-    kafka, controller, gateway, query, smtp, metrics = free_ports(6)
-    base = {**{k: v for k, v in os.environ.items() if not k.startswith(("AGENTLOG_", "OTEL_"))},
-            "AGENTLOG_HOME": str(home), "AGENTLOG_KAFKA_PORT": str(kafka),
-            "AGENTLOG_CONTROLLER_PORT": str(controller), "AGENTLOG_GATEWAY_PORT": str(gateway),
-            "AGENTLOG_QUERY_PORT": str(query), "AGENTLOG_SMTP_PORT": str(smtp),
-            "AGENTLOG_METRICS_PORT": str(metrics)}
-    settings = Settings(home=home, kafka_port=kafka, controller_port=controller,
-                        gateway_port=gateway, query_port=query, smtp_port=smtp, metrics_port=metrics)
-    agentlog = str(Path(sys.executable).with_name("agentlog"))
     (refused,) = free_ports(1)
     hang_port, hang_server = _silent_server()
     results: dict[str, list[tuple[float, float, dict[str, float]]]] = {m: [] for m in MODES}
-    with running_collector(home / "otel") as collector:
+    with running_collector(Path(tempfile.mkdtemp(prefix="agentlog-bench-otel-"))) as collector:
         endpoints = {"on": collector.http_endpoint, "down": f"http://127.0.0.1:{refused}",
                      "hang": f"http://127.0.0.1:{hang_port}"}
-        for _round in range(opts.rounds):
-            for mode in MODES:
-                env = dict(base)
-                if mode in endpoints:
-                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoints[mode]
-                subprocess.run([agentlog, "up"], env=env, check=True, capture_output=True)
-                try:
-                    elapsed, _events, spent = warm_burst(settings, stack_pids(agentlog, env),
-                                                         warmup=opts.warmup, runs=opts.runs)
-                    cpu = sum(spent.values())
-                    per_process = {name: seconds * 1000 / opts.runs for name, seconds in spent.items()}
-                finally:
-                    subprocess.run([agentlog, "down"], env=env, check=False, capture_output=True)
-                results[mode].append((opts.runs / elapsed, cpu * 1000 / opts.runs, per_process))
-                print(f"  round {_round + 1} {mode:<5} {opts.runs / elapsed:7.1f} runs/s  "
-                      f"{cpu * 1000 / opts.runs:6.1f} CPU ms/run", flush=True)
+        for n in range(opts.rounds):
+            # Each round in another order, each burst on a fresh stack: neither the order nor the
+            # history a stack holds favours one mode.
+            for mode in MODES[n % len(MODES):] + MODES[:n % len(MODES)]:
+                otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoints[mode]} if mode in endpoints else {}
+                rate, cpu, per_process = one_burst(opts, **otel)
+                results[mode].append((rate, cpu, per_process))
+                print(f"  round {n + 1} {mode:<5} {rate:7.1f} runs/s  {cpu:6.1f} CPU ms/run", flush=True)
         received = len(collector.spans())
     hang_server.close()
     best = {m: max(results[m], key=lambda r: r[0]) for m in MODES}
