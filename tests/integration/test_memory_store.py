@@ -16,7 +16,10 @@ from sinks.memory_store import MemoryStore, NotOptedIn
 from streams.cli import main
 from tests.free_ports import free_ports
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# A day ahead of the clock: the table's TTL clause deletes expired rows by the real clock, at
+# ClickHouse's own pace, and a memory that expires "ten minutes after NOW" must not be gone before
+# the test that sweeps it runs (the module is imported when the session starts, maybe long before).
+NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 
 
 @pytest.fixture
